@@ -1,0 +1,424 @@
+//! Tracker parameters and the tp1 query-string grammar.
+
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::iglu::JsonType;
+
+/// One decoded `key=value` pair of a tracker hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The decoded key.
+    pub key: Cow<'a, str>,
+    /// The decoded value; the empty string for a bare key (`&key&`).
+    pub value: Cow<'a, str>,
+    /// The key or the value was not valid UTF-8 after percent-decoding: each invalid sequence was
+    /// replaced with U+FFFD. Decoding reports it as a warning.
+    pub invalid_utf8: bool,
+    /// tp2 only: the value was this JSON type instead of a string. Numbers and booleans are
+    /// stringified and accepted; `null`, arrays and objects are kept as their JSON text and
+    /// reported as violations.
+    pub json_type: Option<JsonType>,
+}
+
+impl<'a> Param<'a> {
+    /// A clean string parameter (valid UTF-8, a string in JSON).
+    pub fn new(key: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Self {
+        Param {
+            key: key.into(),
+            value: value.into(),
+            invalid_utf8: false,
+            json_type: None,
+        }
+    }
+
+    /// The same parameter, owning its text.
+    pub fn into_owned(self) -> Param<'static> {
+        Param {
+            key: Cow::Owned(self.key.into_owned()),
+            value: Cow::Owned(self.value.into_owned()),
+            invalid_utf8: self.invalid_utf8,
+            json_type: self.json_type,
+        }
+    }
+}
+
+/// The parameters of one tracker event, in the order they were sent, keys unique.
+///
+/// The first occurrence of a key wins; later occurrences are kept aside in
+/// [`duplicates`](Params::duplicates) so the caller can report them. Serializes as a JSON object
+/// of key → value (duplicates left out), the shape bad rows and tests want.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    params: Vec<Param<'a>>,
+    duplicates: Vec<Param<'a>>,
+}
+
+impl<'a> Params<'a> {
+    /// No parameters.
+    pub fn new() -> Self {
+        Params::default()
+    }
+
+    /// Adds a parameter, or records it as a duplicate when its key is already present.
+    ///
+    /// Linear in the number of parameters; building from an iterator (`collect`) dedupes in
+    /// O(n log n) and is what the parsers use.
+    pub fn push(&mut self, param: Param<'a>) {
+        if self.params.iter().any(|p| p.key == param.key) {
+            self.duplicates.push(param);
+        } else {
+            self.params.push(param);
+        }
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.param(key).map(|p| &*p.value)
+    }
+
+    /// The parameter `key`, with its flags, if present.
+    pub fn param(&self, key: &str) -> Option<&Param<'a>> {
+        self.params.iter().find(|p| p.key == key)
+    }
+
+    /// The parameters in the order they were sent (first occurrences only).
+    pub fn iter(&self) -> std::slice::Iter<'_, Param<'a>> {
+        self.params.iter()
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// No parameters at all.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Later occurrences of keys already present, in the order they were sent.
+    pub fn duplicates(&self) -> &[Param<'a>] {
+        &self.duplicates
+    }
+
+    /// The same parameters, owning their text.
+    pub fn into_owned(self) -> Params<'static> {
+        Params {
+            params: self.params.into_iter().map(Param::into_owned).collect(),
+            duplicates: self.duplicates.into_iter().map(Param::into_owned).collect(),
+        }
+    }
+}
+
+impl<'a> FromIterator<Param<'a>> for Params<'a> {
+    fn from_iter<I: IntoIterator<Item = Param<'a>>>(iter: I) -> Self {
+        let all: Vec<Param<'a>> = iter.into_iter().collect();
+        let duplicate = find_duplicates(&all);
+        let mut params = Params {
+            params: Vec::with_capacity(all.len()),
+            duplicates: Vec::new(),
+        };
+        for (param, is_duplicate) in all.into_iter().zip(duplicate) {
+            if is_duplicate {
+                params.duplicates.push(param);
+            } else {
+                params.params.push(param);
+            }
+        }
+        params
+    }
+}
+
+/// Marks every occurrence of a key after its first.
+fn find_duplicates(all: &[Param<'_>]) -> Vec<bool> {
+    let mut duplicate = vec![false; all.len()];
+    if all.len() <= 64 {
+        // A tracker hit has a few dozen keys: compare cheap fingerprints pairwise, and the keys
+        // themselves only when the fingerprints agree.
+        let prints: Vec<u64> = all.iter().map(|p| fingerprint(&p.key)).collect();
+        for i in 1..all.len() {
+            duplicate[i] = (0..i).any(|j| prints[j] == prints[i] && all[j].key == all[i].key);
+        }
+    } else {
+        // Hostile bodies may carry many thousands of keys: a stable sort of indices by key finds
+        // every later occurrence in O(n log n).
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by(|&a, &b| all[a].key.cmp(&all[b].key).then(a.cmp(&b)));
+        for pair in order.windows(2) {
+            if all[pair[0]].key == all[pair[1]].key {
+                duplicate[pair[1]] = true;
+            }
+        }
+    }
+    duplicate
+}
+
+/// The length and first seven bytes of a key, packed.
+fn fingerprint(key: &str) -> u64 {
+    key.bytes()
+        .take(7)
+        .enumerate()
+        .fold(key.len() as u64 & 0xff, |acc, (i, b)| {
+            acc | u64::from(b) << (8 * (i + 1))
+        })
+}
+
+impl<'p, 'a> IntoIterator for &'p Params<'a> {
+    type Item = &'p Param<'a>;
+    type IntoIter = std::slice::Iter<'p, Param<'a>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.params.len()))?;
+        for param in &self.params {
+            map.serialize_entry(&*param.key, &*param.value)?;
+        }
+        map.end()
+    }
+}
+
+/// Parses a tp1 query string (the part after `?`, without the `?`).
+///
+/// Grammar: pairs separated by `&`; in each pair the first `=` separates the key from the value
+/// (a pair without `=` is a key with the empty value); a pair with neither key nor value is
+/// skipped. Keys and values are form-decoded: `+` is a space, `%XX` is a byte, a `%` without two
+/// hex digits after it is kept literally. Text that needed no decoding is borrowed from `query`.
+/// Bytes that do not form UTF-8 are replaced with U+FFFD and the parameter is flagged
+/// ([`Param::invalid_utf8`]). Never fails: any byte string yields some parameters.
+pub fn parse_query(query: &[u8]) -> Params<'_> {
+    query
+        .split(|&b| b == b'&')
+        .filter_map(|pair| {
+            let (key, value) = match memchr(b'=', pair) {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            if key.is_empty() && value.is_empty() {
+                return None;
+            }
+            let (key, bad_key) = form_decode(key);
+            let (value, bad_value) = form_decode(value);
+            Some(Param {
+                key,
+                value,
+                invalid_utf8: bad_key || bad_value,
+                json_type: None,
+            })
+        })
+        .collect()
+}
+
+/// Form-decodes one key or value; returns the text and whether it was invalid UTF-8.
+fn form_decode(raw: &[u8]) -> (Cow<'_, str>, bool) {
+    if memchr2(b'%', b'+', raw).is_none() {
+        return match std::str::from_utf8(raw) {
+            Ok(text) => (Cow::Borrowed(text), false),
+            Err(_) => (String::from_utf8_lossy(raw), true),
+        };
+    }
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = memchr2(b'%', b'+', rest) {
+        bytes.extend_from_slice(&rest[..at]);
+        if rest[at] == b'+' {
+            bytes.push(b' ');
+            rest = &rest[at + 1..];
+            continue;
+        }
+        match (
+            rest.get(at + 1).and_then(hex),
+            rest.get(at + 2).and_then(hex),
+        ) {
+            (Some(high), Some(low)) => {
+                bytes.push(high << 4 | low);
+                rest = &rest[at + 3..];
+            }
+            _ => {
+                bytes.push(b'%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    bytes.extend_from_slice(rest);
+    match String::from_utf8(bytes) {
+        Ok(text) => (Cow::Owned(text), false),
+        Err(err) => (
+            Cow::Owned(String::from_utf8_lossy(err.as_bytes()).into_owned()),
+            true,
+        ),
+    }
+}
+
+/// The value of one hex digit.
+fn hex(digit: &u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pairs<'a>(params: &'a Params<'_>) -> Vec<(&'a str, &'a str)> {
+        params.iter().map(|p| (&*p.key, &*p.value)).collect()
+    }
+
+    #[test]
+    fn splits_pairs_on_ampersand_and_first_equals() {
+        let params = parse_query(b"e=pv&url=a=b=c&bare&&=&tv=js-3.0.0");
+        assert_eq!(
+            pairs(&params),
+            [
+                ("e", "pv"),
+                ("url", "a=b=c"),
+                ("bare", ""),
+                ("tv", "js-3.0.0")
+            ]
+        );
+        assert!(params.duplicates().is_empty());
+    }
+
+    #[test]
+    fn empty_key_with_value_is_kept() {
+        let params = parse_query(b"=orphan");
+        assert_eq!(pairs(&params), [("", "orphan")]);
+    }
+
+    #[test]
+    fn borrows_when_nothing_to_decode() {
+        let params = parse_query(b"page=Home&url=https%3A%2F%2Fexample.com%2F");
+        let page = params.param("page").unwrap();
+        assert!(matches!(page.value, Cow::Borrowed("Home")));
+        let url = params.param("url").unwrap();
+        assert!(matches!(url.value, Cow::Owned(_)));
+        assert_eq!(url.value, "https://example.com/");
+    }
+
+    #[test]
+    fn decodes_plus_and_escapes_including_separators() {
+        let params = parse_query(b"se_la=a+b%2Bc%26d%3De%09tab%22q%22&k%65y=%C3%A9t%C3%A9");
+        assert_eq!(params.get("se_la"), Some("a b+c&d=e\ttab\"q\""));
+        assert_eq!(params.get("key"), Some("été"));
+    }
+
+    #[test]
+    fn invalid_escapes_are_kept_literally() {
+        let params = parse_query(b"a=%zz&b=100%&c=%4&d=%u00e9&e=%%41");
+        assert_eq!(
+            pairs(&params),
+            [
+                ("a", "%zz"),
+                ("b", "100%"),
+                ("c", "%4"),
+                ("d", "%u00e9"),
+                ("e", "%A")
+            ]
+        );
+        assert!(params.iter().all(|p| !p.invalid_utf8));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_flagged() {
+        let params = parse_query(b"page=caf%E9&raw=\xff\xfeok&fine=%C3%A9");
+        let page = params.param("page").unwrap();
+        assert_eq!(page.value, "caf\u{fffd}");
+        assert!(page.invalid_utf8);
+        let raw = params.param("raw").unwrap();
+        assert_eq!(raw.value, "\u{fffd}\u{fffd}ok");
+        assert!(raw.invalid_utf8);
+        assert!(!params.param("fine").unwrap().invalid_utf8);
+    }
+
+    #[test]
+    fn first_duplicate_wins_and_later_ones_are_recorded() {
+        let params = parse_query(b"e=pv&aid=site&e=se&x=1&e=ue");
+        assert_eq!(pairs(&params), [("e", "pv"), ("aid", "site"), ("x", "1")]);
+        let dups: Vec<_> = params.duplicates().iter().map(|p| &*p.value).collect();
+        assert_eq!(dups, ["se", "ue"]);
+        let mut pushed = Params::new();
+        pushed.push(Param::new("e", "pv"));
+        pushed.push(Param::new("e", "se"));
+        assert_eq!(pushed.get("e"), Some("pv"));
+        assert_eq!(pushed.duplicates().len(), 1);
+    }
+
+    #[test]
+    fn many_keys_are_deduped_too() {
+        let mut query: Vec<String> = (0..200).map(|i| format!("k{i}={i}")).collect();
+        query.push("k5=again".to_owned());
+        query.insert(0, "k199=first".to_owned());
+        let query = query.join("&");
+        let params = parse_query(query.as_bytes());
+        assert_eq!(params.len(), 200);
+        assert_eq!(params.get("k199"), Some("first"));
+        assert_eq!(params.get("k5"), Some("5"));
+        let dups: Vec<_> = params.duplicates().iter().map(|p| &*p.value).collect();
+        assert_eq!(dups, ["199", "again"]);
+    }
+
+    #[test]
+    fn serializes_as_an_object() {
+        let params = parse_query(b"e=pv&p=web&e=se");
+        assert_eq!(
+            serde_json::to_string(&params).unwrap(),
+            r#"{"e":"pv","p":"web"}"#
+        );
+    }
+
+    /// Percent-encodes every byte outside RFC 3986's unreserved set.
+    fn encode(text: &str) -> String {
+        let mut out = String::new();
+        for &b in text.as_bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_params_parse_back_identically(
+            entries in proptest::collection::btree_map(".{1,12}", ".{0,40}", 0..12),
+        ) {
+            let query = entries
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let params = parse_query(query.as_bytes());
+            let got: Vec<(String, String)> = params
+                .iter()
+                .map(|p| (p.key.to_string(), p.value.to_string()))
+                .collect();
+            let want: Vec<(String, String)> = entries.into_iter().collect();
+            prop_assert_eq!(got, want);
+            prop_assert!(params.iter().all(|p| !p.invalid_utf8));
+            prop_assert!(params.duplicates().is_empty());
+        }
+
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let params = parse_query(&bytes);
+            let valid = std::str::from_utf8(&bytes).is_ok() && !bytes.contains(&b'%');
+            if valid {
+                prop_assert!(params.iter().all(|p| !p.invalid_utf8));
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! `plow-processor`: parses and enriches tracker hits. Not built yet.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Root package of the workspace: its `tests/` run the pipeline against real services.
