@@ -28,7 +28,9 @@ fn env(name: &str) -> String {
 fn http_get(base: &str, path_and_query: &str) -> (u16, String) {
     let authority = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(authority).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "GET {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
@@ -94,7 +96,9 @@ async fn kafka_broker_takes_produce_and_consumer_group_commits() {
         let value = format!("line {i}");
         producer
             .send(
-                FutureRecord::to(&topic).key(&format!("k{i}")).payload(&value),
+                FutureRecord::to(&topic)
+                    .key(&format!("k{i}"))
+                    .payload(&value),
                 Duration::from_secs(30),
             )
             .await
@@ -115,7 +119,9 @@ async fn kafka_broker_takes_produce_and_consumer_group_commits() {
             .await
             .expect("the broker delivered every message within 60 s")
             .unwrap();
-        let value = std::str::from_utf8(message.payload().unwrap()).unwrap().to_owned();
+        let value = std::str::from_utf8(message.payload().unwrap())
+            .unwrap()
+            .to_owned();
         seen.insert(value);
         consumer.commit_message(&message, CommitMode::Sync).unwrap();
     }
@@ -127,5 +133,8 @@ async fn kafka_broker_takes_produce_and_consumer_group_commits() {
         .iter()
         .filter_map(|e| e.offset().to_raw())
         .sum::<i64>();
-    assert_eq!(committed, total as i64, "committed offsets cover every message");
+    assert_eq!(
+        committed, total as i64,
+        "committed offsets cover every message"
+    );
 }

@@ -122,6 +122,10 @@ fn check_endpoint(server: &Running) {
         )
     };
 
+    // nginx writes a line after answering, and its workers may reorder the lines of consecutive
+    // requests: wait for each line before the next request so the log is in request order.
+    let logged = |n: usize| assert_eq!(read_log_lines(&server.access_log, n).len(), n);
+
     // 1. A first hit: gif, a new cookie.
     let first = get(
         "/i?e=pv&url=https%3A%2F%2Fshop.example.com%2F&tv=js-3.0",
@@ -147,11 +151,13 @@ fn check_endpoint(server: &Running) {
     let uid = Uid::from_cookie_value(cookie.as_bytes()).expect("the cookie is a valid uid");
 
     // 2. The cookie comes back: no new cookie, and the same id is logged as got.
+    logged(1);
     let second = get("/ice.png?e=se&se_ca=a%09b", &format!("Cookie: other=1; sp={cookie}\r\nReferer: https://shop.example.com/p?q=1\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n"));
     assert_eq!(status_of(&second), 200);
     assert_eq!(header_of(&second, "set-cookie"), None);
 
     // 3. tp2 POST: the body is logged byte for byte, CORS for the browser.
+    logged(2);
     let post = send_raw(
         addr,
         format!(
@@ -171,6 +177,7 @@ fn check_endpoint(server: &Running) {
     );
 
     // 4. The CORS preflight.
+    logged(3);
     let options = send_raw(addr, b"OPTIONS /com.snowplowanalytics.snowplow/tp2 HTTP/1.1\r\nHost: t\r\nOrigin: https://a.example\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&options), 204);
     assert!(header_of(&options, "access-control-allow-headers")
@@ -178,11 +185,13 @@ fn check_endpoint(server: &Running) {
         .contains("Content-Type"));
 
     // 5. Health is answered and not logged; unknown paths are 404 and logged.
+    logged(4);
     assert_eq!(status_of(&get("/health", "")), 200);
     assert_eq!(status_of(&get("/favicon.ico", "")), 404);
 
     // 6. A body over the limit is refused with 413, and logged.
     let big = "x".repeat(70 * 1024);
+    logged(5);
     let too_big = send_raw(addr, format!("POST /com.snowplowanalytics.snowplow/tp2 HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}", big.len()).as_bytes());
     assert_eq!(status_of(&too_big), 413);
 

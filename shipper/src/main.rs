@@ -73,7 +73,11 @@ fn check_kafka(brokers: &str, timeout: Duration) -> anyhow::Result<()> {
             .join(", ")
     );
     for topic in metadata.topics() {
-        println!("topic {}: {} partitions", topic.name(), topic.partitions().len());
+        println!(
+            "topic {}: {} partitions",
+            topic.name(),
+            topic.partitions().len()
+        );
     }
     Ok(())
 }

@@ -119,6 +119,7 @@ pub fn start_nginx(name: &str) -> Running {
         .arg(&conf)
         .args(["-g", "daemon off;"])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -146,6 +147,7 @@ pub fn start_serve(name: &str) -> Running {
         ])
         .arg(&access_log)
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("error.log")).unwrap())
         .spawn()
         .unwrap();
