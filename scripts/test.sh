@@ -27,8 +27,17 @@ trap 'scripts/services.sh stop "$services_dir" >&2 || true' EXIT
 source "$services_dir/env"
 
 step "cargo test"
+log="$PWD/target/plowline-test.log"
+status=0
 if [ "$#" -gt 0 ]; then
-  cargo test --locked "$@"
+  cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 else
-  cargo test --workspace --locked
+  cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
 fi
+
+scripts/services.sh stop "$services_dir" >&2 || true
+trap - EXIT
+# One closing line for the whole run: cargo prints one summary per test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -36,8 +36,9 @@ fn http_get(base: &str, path_and_query: &str) -> (u16, String) {
         "GET {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
     let status = response
         .split(' ')
         .nth(1)
