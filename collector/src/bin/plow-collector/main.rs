@@ -111,7 +111,7 @@ fn main() -> ExitCode {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            serve::run(&serve::Options {
+            serve::run(serve::Options {
                 listen: args.listen,
                 access_log: args.endpoint.access_log.clone().into(),
                 endpoint: endpoint_config(args.endpoint, args.listen.to_string(), "_".into()),

@@ -45,7 +45,7 @@ struct Shared {
 
 /// Binds, then serves until the process is stopped. Every line is written to the access log
 /// before its response, so stopping the process loses no logged hit.
-pub fn run(options: &Options) -> anyhow::Result<()> {
+pub fn run(options: Options) -> anyhow::Result<()> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -68,12 +68,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "serving the tracker endpoint"
     );
     let shared = Arc::new(Shared {
-        options: Options {
-            listen: options.listen,
-            access_log: options.access_log.clone(),
-            endpoint: options.endpoint.clone(),
-            max_connections: options.max_connections,
-        },
+        options,
         log: Mutex::new(log),
         connections: AtomicUsize::new(0),
     });
@@ -369,7 +364,7 @@ fn handle(
         .joined("cookie", b"; ")
         .and_then(|cookies| find_cookie(&cookies, cookie_name).and_then(Uid::from_cookie_value));
     let set = if userid && got.is_none() {
-        Some(new_uid(peer))
+        Some(new_uid())
     } else {
         None
     };
@@ -436,9 +431,8 @@ fn host_of(request: &Request) -> String {
     }
 }
 
-/// A new user id: like nginx, the server address and the time in the first words, then random.
-fn new_uid(peer: SocketAddr) -> Uid {
-    let _ = peer;
+/// A new user id: random, with the time in the second word as nginx has it.
+fn new_uid() -> Uid {
     let mut bytes: [u8; 16] = rand::random();
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
