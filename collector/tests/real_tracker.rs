@@ -2,71 +2,21 @@
 //! event type to a real nginx running our standalone config; every line nginx logs must parse back
 //! into exactly the parameters the tracker sent, and decode into a valid raw event.
 //!
-//! Needs node and npm (the tracker client's packages are installed with `npm ci` on first run).
+//! Needs nginx, node and npm (the tracker client's packages are installed on first run).
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use plowline_collector::logformat::LogFormat;
 use plowline_collector::tracker::{parse_query, RawEvent};
 use plowline_collector::uid::Uid;
 use serde_json::Value;
 
-fn tracker_client() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tracker-client")
-}
-
-/// Installs the pinned tracker packages unless they are already there.
-fn npm_ci(dir: &Path) {
-    if dir.join("node_modules/@snowplow/node-tracker").is_dir() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(dir)
-        .status()
-        .expect("npm is not installed: install Node.js 20+ with npm to run the real-tracker test");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
 #[test]
 fn every_logged_hit_parses_back_to_what_the_tracker_sent() {
-    let client = tracker_client();
-    npm_ci(&client);
     let nginx = support::start_nginx("real_tracker");
-    let expected_path = nginx.dir.join("expected.ndjson");
-    let out = Command::new("node")
-        .arg(client.join("send.mjs"))
-        .args([
-            "--endpoint",
-            &format!("http://{}", nginx.addr),
-            "--base64",
-            "both",
-            "--out",
-        ])
-        .arg(&expected_path)
-        .output()
-        .expect("node is not installed");
-    assert!(
-        out.status.success(),
-        "the tracker client failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let expected: Vec<Value> = std::fs::read_to_string(&expected_path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert!(
-        expected.len() >= 40,
-        "the client sent only {} hits",
-        expected.len()
-    );
+    let expected = support::send_with_real_tracker(nginx.addr, &nginx.dir);
     let by_eid: BTreeMap<&str, &Value> = expected
         .iter()
         .map(|e| (e["eid"].as_str().unwrap(), e))

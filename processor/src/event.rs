@@ -277,3 +277,218 @@ pub struct EnrichedEvent {
     pub event_fingerprint: Option<String>,
     pub true_tstamp: Option<i64>,
 }
+
+/// Receives the fields of an [`EnrichedEvent`] one by one, in [`FIELD_NAMES`] order, typed: the
+/// single place the outputs (JSON, TSV) learn the field list from.
+pub trait FieldVisitor {
+    /// A text field.
+    fn text(&mut self, name: &'static str, value: Option<&str>);
+    /// An integer field.
+    fn int(&mut self, name: &'static str, value: Option<i32>);
+    /// A decimal field.
+    fn decimal(&mut self, name: &'static str, value: Option<f64>);
+    /// A boolean field.
+    fn boolean(&mut self, name: &'static str, value: Option<bool>);
+    /// A timestamp, in ms since the Unix epoch (UTC).
+    fn tstamp(&mut self, name: &'static str, value: Option<i64>);
+    /// `contexts` or `derived_contexts`: self-describing entities.
+    fn contexts(&mut self, name: &'static str, value: &[SelfDescribing]);
+    /// `unstruct_event`: the self-describing event.
+    fn unstruct(&mut self, name: &'static str, value: Option<&SelfDescribing>);
+}
+
+impl EnrichedEvent {
+    /// The key a good event is produced with: `domain_userid`, else `network_userid`, so that one
+    /// user's events stay in one partition, in order.
+    pub fn partition_key(&self) -> Option<&str> {
+        self.domain_userid
+            .as_deref()
+            .or(self.network_userid.as_deref())
+    }
+
+    /// Calls `v` once per field, in [`FIELD_NAMES`] order.
+    pub fn visit<V: FieldVisitor>(&self, v: &mut V) {
+        v.text("app_id", self.app_id.as_deref());
+        v.text("platform", self.platform.as_deref());
+        v.tstamp("etl_tstamp", self.etl_tstamp);
+        v.tstamp("collector_tstamp", Some(self.collector_tstamp));
+        v.tstamp("dvce_created_tstamp", self.dvce_created_tstamp);
+        v.text("event", self.event.as_deref());
+        v.text("event_id", self.event_id.as_deref());
+        v.int("txn_id", self.txn_id);
+        v.text("name_tracker", self.name_tracker.as_deref());
+        v.text("v_tracker", self.v_tracker.as_deref());
+        v.text("v_collector", self.v_collector.as_deref());
+        v.text("v_etl", self.v_etl.as_deref());
+        v.text("user_id", self.user_id.as_deref());
+        v.text("user_ipaddress", self.user_ipaddress.as_deref());
+        v.text("user_fingerprint", self.user_fingerprint.as_deref());
+        v.text("domain_userid", self.domain_userid.as_deref());
+        v.int("domain_sessionidx", self.domain_sessionidx);
+        v.text("network_userid", self.network_userid.as_deref());
+        v.text("geo_country", self.geo_country.as_deref());
+        v.text("geo_region", self.geo_region.as_deref());
+        v.text("geo_city", self.geo_city.as_deref());
+        v.text("geo_zipcode", self.geo_zipcode.as_deref());
+        v.decimal("geo_latitude", self.geo_latitude);
+        v.decimal("geo_longitude", self.geo_longitude);
+        v.text("geo_region_name", self.geo_region_name.as_deref());
+        v.text("ip_isp", self.ip_isp.as_deref());
+        v.text("ip_organization", self.ip_organization.as_deref());
+        v.text("ip_domain", self.ip_domain.as_deref());
+        v.text("ip_netspeed", self.ip_netspeed.as_deref());
+        v.text("page_url", self.page_url.as_deref());
+        v.text("page_title", self.page_title.as_deref());
+        v.text("page_referrer", self.page_referrer.as_deref());
+        v.text("page_urlscheme", self.page_urlscheme.as_deref());
+        v.text("page_urlhost", self.page_urlhost.as_deref());
+        v.int("page_urlport", self.page_urlport);
+        v.text("page_urlpath", self.page_urlpath.as_deref());
+        v.text("page_urlquery", self.page_urlquery.as_deref());
+        v.text("page_urlfragment", self.page_urlfragment.as_deref());
+        v.text("refr_urlscheme", self.refr_urlscheme.as_deref());
+        v.text("refr_urlhost", self.refr_urlhost.as_deref());
+        v.int("refr_urlport", self.refr_urlport);
+        v.text("refr_urlpath", self.refr_urlpath.as_deref());
+        v.text("refr_urlquery", self.refr_urlquery.as_deref());
+        v.text("refr_urlfragment", self.refr_urlfragment.as_deref());
+        v.text("refr_medium", self.refr_medium.as_deref());
+        v.text("refr_source", self.refr_source.as_deref());
+        v.text("refr_term", self.refr_term.as_deref());
+        v.text("mkt_medium", self.mkt_medium.as_deref());
+        v.text("mkt_source", self.mkt_source.as_deref());
+        v.text("mkt_term", self.mkt_term.as_deref());
+        v.text("mkt_content", self.mkt_content.as_deref());
+        v.text("mkt_campaign", self.mkt_campaign.as_deref());
+        v.contexts("contexts", &self.contexts);
+        v.text("se_category", self.se_category.as_deref());
+        v.text("se_action", self.se_action.as_deref());
+        v.text("se_label", self.se_label.as_deref());
+        v.text("se_property", self.se_property.as_deref());
+        v.decimal("se_value", self.se_value);
+        v.unstruct("unstruct_event", self.unstruct_event.as_ref());
+        v.text("tr_orderid", self.tr_orderid.as_deref());
+        v.text("tr_affiliation", self.tr_affiliation.as_deref());
+        v.decimal("tr_total", self.tr_total);
+        v.decimal("tr_tax", self.tr_tax);
+        v.decimal("tr_shipping", self.tr_shipping);
+        v.text("tr_city", self.tr_city.as_deref());
+        v.text("tr_state", self.tr_state.as_deref());
+        v.text("tr_country", self.tr_country.as_deref());
+        v.text("ti_orderid", self.ti_orderid.as_deref());
+        v.text("ti_sku", self.ti_sku.as_deref());
+        v.text("ti_name", self.ti_name.as_deref());
+        v.text("ti_category", self.ti_category.as_deref());
+        v.decimal("ti_price", self.ti_price);
+        v.int("ti_quantity", self.ti_quantity);
+        v.int("pp_xoffset_min", self.pp_xoffset_min);
+        v.int("pp_xoffset_max", self.pp_xoffset_max);
+        v.int("pp_yoffset_min", self.pp_yoffset_min);
+        v.int("pp_yoffset_max", self.pp_yoffset_max);
+        v.text("useragent", self.useragent.as_deref());
+        v.text("br_name", self.br_name.as_deref());
+        v.text("br_family", self.br_family.as_deref());
+        v.text("br_version", self.br_version.as_deref());
+        v.text("br_type", self.br_type.as_deref());
+        v.text("br_renderengine", self.br_renderengine.as_deref());
+        v.text("br_lang", self.br_lang.as_deref());
+        v.boolean("br_features_pdf", self.br_features_pdf);
+        v.boolean("br_features_flash", self.br_features_flash);
+        v.boolean("br_features_java", self.br_features_java);
+        v.boolean("br_features_director", self.br_features_director);
+        v.boolean("br_features_quicktime", self.br_features_quicktime);
+        v.boolean("br_features_realplayer", self.br_features_realplayer);
+        v.boolean("br_features_windowsmedia", self.br_features_windowsmedia);
+        v.boolean("br_features_gears", self.br_features_gears);
+        v.boolean("br_features_silverlight", self.br_features_silverlight);
+        v.boolean("br_cookies", self.br_cookies);
+        v.text("br_colordepth", self.br_colordepth.as_deref());
+        v.int("br_viewwidth", self.br_viewwidth);
+        v.int("br_viewheight", self.br_viewheight);
+        v.text("os_name", self.os_name.as_deref());
+        v.text("os_family", self.os_family.as_deref());
+        v.text("os_manufacturer", self.os_manufacturer.as_deref());
+        v.text("os_timezone", self.os_timezone.as_deref());
+        v.text("dvce_type", self.dvce_type.as_deref());
+        v.boolean("dvce_ismobile", self.dvce_ismobile);
+        v.int("dvce_screenwidth", self.dvce_screenwidth);
+        v.int("dvce_screenheight", self.dvce_screenheight);
+        v.text("doc_charset", self.doc_charset.as_deref());
+        v.int("doc_width", self.doc_width);
+        v.int("doc_height", self.doc_height);
+        v.text("tr_currency", self.tr_currency.as_deref());
+        v.decimal("tr_total_base", self.tr_total_base);
+        v.decimal("tr_tax_base", self.tr_tax_base);
+        v.decimal("tr_shipping_base", self.tr_shipping_base);
+        v.text("ti_currency", self.ti_currency.as_deref());
+        v.decimal("ti_price_base", self.ti_price_base);
+        v.text("base_currency", self.base_currency.as_deref());
+        v.text("geo_timezone", self.geo_timezone.as_deref());
+        v.text("mkt_clickid", self.mkt_clickid.as_deref());
+        v.text("mkt_network", self.mkt_network.as_deref());
+        v.text("etl_tags", self.etl_tags.as_deref());
+        v.tstamp("dvce_sent_tstamp", self.dvce_sent_tstamp);
+        v.text("refr_domain_userid", self.refr_domain_userid.as_deref());
+        v.tstamp("refr_dvce_tstamp", self.refr_dvce_tstamp);
+        v.contexts("derived_contexts", &self.derived_contexts);
+        v.text("domain_sessionid", self.domain_sessionid.as_deref());
+        v.tstamp("derived_tstamp", self.derived_tstamp);
+        v.text("event_vendor", self.event_vendor.as_deref());
+        v.text("event_name", self.event_name.as_deref());
+        v.text("event_format", self.event_format.as_deref());
+        v.text("event_version", self.event_version.as_deref());
+        v.text("event_fingerprint", self.event_fingerprint.as_deref());
+        v.tstamp("true_tstamp", self.true_tstamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Names(Vec<&'static str>);
+
+    impl FieldVisitor for Names {
+        fn text(&mut self, name: &'static str, _: Option<&str>) {
+            self.0.push(name);
+        }
+        fn int(&mut self, name: &'static str, _: Option<i32>) {
+            self.0.push(name);
+        }
+        fn decimal(&mut self, name: &'static str, _: Option<f64>) {
+            self.0.push(name);
+        }
+        fn boolean(&mut self, name: &'static str, _: Option<bool>) {
+            self.0.push(name);
+        }
+        fn tstamp(&mut self, name: &'static str, _: Option<i64>) {
+            self.0.push(name);
+        }
+        fn contexts(&mut self, name: &'static str, _: &[SelfDescribing]) {
+            self.0.push(name);
+        }
+        fn unstruct(&mut self, name: &'static str, _: Option<&SelfDescribing>) {
+            self.0.push(name);
+        }
+    }
+
+    #[test]
+    fn the_partition_key_is_the_domain_user_else_the_network_user() {
+        let mut event = EnrichedEvent {
+            network_userid: Some("n".into()),
+            ..EnrichedEvent::default()
+        };
+        assert_eq!(event.partition_key(), Some("n"));
+        event.domain_userid = Some("d".into());
+        assert_eq!(event.partition_key(), Some("d"));
+        assert_eq!(EnrichedEvent::default().partition_key(), None);
+    }
+
+    #[test]
+    fn visit_walks_the_canonical_fields_in_order() {
+        let mut names = Names::default();
+        EnrichedEvent::default().visit(&mut names);
+        assert_eq!(names.0, FIELD_NAMES);
+    }
+}

@@ -3,11 +3,11 @@
 //! a JSON document out.
 
 use plowline_collector::logformat::{Hit, LogFormat};
-use plowline_collector::tracker::{parse_query, parse_tp2, Params, RawEvent};
+use plowline_collector::tracker::RawEvent;
 use serde_json::{json, Map, Value};
 
-/// The tp2 POST path of the Snowplow tracker protocol.
-pub const TP2_PATH: &[u8] = b"/com.snowplowanalytics.snowplow/tp2";
+use crate::pipeline::tracker_payloads;
+pub use crate::pipeline::TP2_PATH;
 
 /// Tallies over the lines inspected.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,10 @@ pub fn inspect_line(format: &LogFormat, line: &[u8], counts: &mut Counts) -> Val
         }
     };
     let payloads = match tracker_payloads(&hit) {
-        Ok(payloads) => payloads,
+        Ok((_, payloads)) => payloads,
         Err(error) => {
             counts.refused_lines += 1;
-            return json!({ "hit": hit_json(&hit), "error": error });
+            return json!({ "hit": hit_json(&hit), "error": error.to_string() });
         }
     };
     let events: Vec<Value> = payloads
@@ -60,29 +60,6 @@ pub fn inspect_line(format: &LogFormat, line: &[u8], counts: &mut Counts) -> Val
         })
         .collect();
     json!({ "hit": hit_json(&hit), "events": events })
-}
-
-/// The tracker parameters a hit carries: one set for a tp1 GET, one per event for a tp2 POST.
-fn tracker_payloads<'h>(hit: &'h Hit<'_>) -> Result<Vec<Params<'h>>, String> {
-    let method = hit.method.as_ref();
-    match hit.path() {
-        b"/i" | b"/ice.png" if matches!(method, b"GET" | b"HEAD") => {
-            Ok(vec![parse_query(hit.query().unwrap_or_default())])
-        }
-        TP2_PATH if method == b"POST" => {
-            let body = hit
-                .body
-                .as_deref()
-                .ok_or("tp2 POST without a logged body")?;
-            parse_tp2(body).map_err(|e| e.to_string())
-        }
-        path => Err(format!(
-            "not a tracker hit: {} {} (status {})",
-            String::from_utf8_lossy(method),
-            String::from_utf8_lossy(path),
-            hit.status.map_or("-".to_owned(), |s| s.to_string())
-        )),
-    }
 }
 
 fn hit_json(hit: &Hit<'_>) -> Value {

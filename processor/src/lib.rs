@@ -1,7 +1,20 @@
-//! plow-processor: turns access-log lines into tracker events.
+//! plow-processor: turns access-log lines into Snowplow-compatible enriched events.
 //!
-//! Today it holds [`inspect`], which shows what the collector library reads from each line; the
-//! enrichments, the bad-row router and the loaders build on it.
+//! - [`pipeline`]: the pure core, one line in, good events and bad rows out;
+//! - [`event`]: the enriched event, Snowplow's 131 canonical fields;
+//! - [`badrow`]: Snowplow bad rows for every failure;
+//! - [`output`]: the JSON and TSV encoders of good events;
+//! - [`config`]: the TOML configuration;
+//! - [`offline`]: `plow-processor enrich`, files in, files out;
+//! - [`inspect`]: `plow-processor parse`, what the collector library reads from each line.
 
+pub mod badrow;
+pub mod config;
+pub mod enrichments;
 pub mod event;
 pub mod inspect;
+pub mod offline;
+pub mod output;
+pub mod pipeline;
+
+pub use event::EnrichedEvent;

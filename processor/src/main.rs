@@ -1,18 +1,27 @@
 //! `plow-processor`: turns tracker hits from access-log lines into events.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use plowline_collector::logformat::LogFormat;
+use plowline_processor::config::Config;
 use plowline_processor::inspect::{inspect_line, Counts};
+use plowline_processor::offline::{enrich_stream, Counters, Options};
+use plowline_processor::output::OutputFormat;
+
+/// mimalloc: the processor allocates many small strings per event; glibc's malloc costs ~20 % of
+/// its time (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turns Snowplow tracker hits, read from nginx access-log lines, into events.
 ///
-/// Enrichment (`enrich`, `run`) and the ClickHouse and Elasticsearch loaders are not built yet.
+/// `enrich` turns an access log into Snowplow enriched events (JSON or TSV) and bad rows.
+/// Streaming (`run`) and the ClickHouse and Elasticsearch loaders are not built yet.
 /// `parse` shows what plowline reads from each log line: the hit, the tracker parameters and the
 /// raw events they decode into, or why a line or an event is refused.
 #[derive(Debug, Parser)]
@@ -24,6 +33,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Enrich an access log offline (replays, backfills): good events to --output, bad rows to
+    /// --bad.
+    ///
+    /// Every line becomes at least one good event or one bad row (Snowplow's bad-row JSON, one per
+    /// line). Counters go to stderr at the end, and a progress bar while running when stderr is a
+    /// terminal. Exits 0 unless reading or writing fails; bad input never stops the run.
+    Enrich(EnrichArgs),
     /// Print, as one JSON document per line, what plowline reads from each access-log line.
     ///
     /// Lines that do not parse, or are not tracker hits, are printed with an `error` saying why
@@ -43,9 +59,34 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct EnrichArgs {
+    /// Access log to read; `-` for stdin.
+    #[arg(long, short, default_value = "-")]
+    input: String,
+    /// Where to write good events, one per line; `-` for stdout.
+    #[arg(long, short, default_value = "-")]
+    output: String,
+    /// Where to write bad rows, one per line. Default: `<output>.bad` when --output is a file,
+    /// stderr when it is `-`.
+    #[arg(long)]
+    bad: Option<PathBuf>,
+    /// Output format of good events (default: the config's `output.format`, else json).
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// The log format (default: the config's `log_format`, else `canonical`): `canonical`,
+    /// `combined`, or an nginx `log_format` string, optionally prefixed with `escape=json`.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// The TOML configuration (see processor/examples/processor.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Enrich(args) => enrich(&args),
         Command::Parse {
             input,
             log_format,
@@ -98,6 +139,91 @@ fn parse(input: &str, log_format: &str, output: &str) -> anyhow::Result<()> {
     eprintln!(
         "plow-processor parse: {lines} lines ({refused_lines} refused), {events} events \
          ({refused_events} with violations)"
+    );
+    Ok(())
+}
+
+fn enrich(args: &EnrichArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(log_format) = &args.log_format {
+        config.log_format.clone_from(log_format);
+    }
+    if let Some(format) = args.format {
+        config.output.format = format;
+    }
+    let config = config.validate()?;
+
+    let (reader, input_len): (Box<dyn BufRead>, Option<u64>) = if args.input == "-" {
+        (
+            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+            None,
+        )
+    } else {
+        let file = File::open(&args.input)
+            .with_context(|| format!("cannot open --input {}", args.input))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+    };
+    let mut good: Box<dyn Write> = if args.output == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        let file = File::create(&args.output)
+            .with_context(|| format!("cannot create --output {}", args.output))?;
+        Box::new(file)
+    };
+    let bad_path = args
+        .bad
+        .clone()
+        .or_else(|| (args.output != "-").then(|| PathBuf::from(format!("{}.bad", args.output))));
+    let mut bad: Box<dyn Write> = match &bad_path {
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(io::stderr()),
+    };
+
+    let bar = (io::stderr().is_terminal() && bad_path.is_some()).then(|| {
+        let bar = match input_len {
+            Some(len) => indicatif::ProgressBar::new(len),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let clock = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let options = Options {
+        log_format: &config.log_format,
+        max_line_bytes: config.max_line_bytes,
+        output_format: config.output_format,
+        enrich: &config.enrichments,
+        clock: &clock,
+    };
+    let started = std::time::Instant::now();
+    let counters = enrich_stream(reader, &mut good, &mut bad, &options, |c: &Counters| {
+        if let Some(bar) = &bar {
+            bar.set_position(c.bytes);
+            bar.set_message(format!("{} events, {} bad", c.events, c.bad_total()));
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "plow-processor enrich: {counters} in {seconds:.2}s ({:.0} events/s)",
+        counters.events as f64 / seconds.max(1e-9)
     );
     Ok(())
 }

@@ -8,9 +8,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `plow-collector` binary built for these tests.
+/// The `plow-collector` binary: the one Cargo built for the collector's own tests, or, for tests
+/// of other packages that include this module, the workspace's (built by `cargo test --workspace`).
 pub fn plow_collector() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plow-collector"))
+    let path = option_env!("CARGO_BIN_EXE_plow-collector")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/debug/deps/TEST → target/debug/plow-collector
+            let bin = exe
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("plow-collector");
+            assert!(
+                bin.is_file(),
+                "{} is missing: build it with `cargo build -p plowline-collector`",
+                bin.display()
+            );
+            bin
+        });
+    Command::new(path)
 }
 
 /// The nginx binary: `$PLOWLINE_NGINX_BIN`, else `nginx` on PATH or in /usr/sbin. Fails loudly with
@@ -207,4 +226,52 @@ pub fn header_of(response: &[u8], name: &str) -> Option<String> {
         let (n, v) = line.split_once(':')?;
         n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
     })
+}
+
+/// Sends every case of the real Snowplow tracker client (`tests/tracker-client`, GET, plain and
+/// base64) to `addr` and returns what it sent: one JSON object per hit with `case`, `base64`,
+/// `params`, `eid`, `request_uri` and `headers`. Installs the client's pinned packages first when
+/// they are missing.
+pub fn send_with_real_tracker(addr: SocketAddr, dir: &Path) -> Vec<serde_json::Value> {
+    let client = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("tests/tracker-client/send.mjs").is_file())
+        .expect("tests/tracker-client is in the workspace")
+        .join("tests/tracker-client");
+    if !client.join("node_modules/@snowplow/node-tracker").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&client)
+            .status()
+            .expect(
+                "npm is not installed: install Node.js 20+ with npm to run the real-tracker tests",
+            );
+        assert!(status.success(), "npm ci in {} failed", client.display());
+    }
+    let expected = dir.join("expected.ndjson");
+    let out = Command::new("node")
+        .arg(client.join("send.mjs"))
+        .args([
+            "--endpoint",
+            &format!("http://{addr}"),
+            "--base64",
+            "both",
+            "--out",
+        ])
+        .arg(&expected)
+        .output()
+        .expect("node is not installed");
+    assert!(
+        out.status.success(),
+        "the tracker client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<serde_json::Value> = std::fs::read_to_string(&expected)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(sent.len() >= 40, "the client sent only {} hits", sent.len());
+    sent
 }

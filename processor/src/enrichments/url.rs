@@ -1,0 +1,101 @@
+//! The few parts of an absolute URL that the enrichments read, split without allocating.
+
+/// An absolute URL `scheme://[userinfo@]host[:port][/path][?query][#fragment]`, split.
+///
+/// Only what the enrichments need: the host (compare it with [`UrlParts::host_is`] or
+/// [`UrlParts::host_lowercase`]; hosts are case-insensitive), the path and the query (without
+/// `?`). Nothing is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UrlParts<'a> {
+    /// The host as written, without brackets for an IPv6 literal; never empty.
+    pub host: &'a str,
+    /// The path, `""` when absent.
+    pub path: &'a str,
+    /// The query without its `?`, if there is one.
+    pub query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    /// Splits `url`; `None` when it has no `scheme://` or no host.
+    pub fn parse(url: &'a str) -> Option<UrlParts<'a>> {
+        let url = url.trim();
+        let (scheme, rest) = url.split_once("://")?;
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return None;
+        }
+        let rest = rest.split('#').next().unwrap_or_default();
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, after) = rest.split_at(authority_end);
+        let (path, query) = match after.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (after, None),
+        };
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or_default()
+        } else {
+            host_port.split(':').next().unwrap_or_default()
+        };
+        let host = host.trim_end_matches('.');
+        if host.is_empty() {
+            return None;
+        }
+        Some(UrlParts { host, path, query })
+    }
+
+    /// The host in lower case.
+    pub fn host_lowercase(&self) -> String {
+        self.host.to_ascii_lowercase()
+    }
+
+    /// Whether the host is `other`, ignoring ASCII case.
+    pub fn host_is(&self, other: &str) -> bool {
+        self.host.eq_ignore_ascii_case(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_the_parts() {
+        let url = UrlParts::parse("https://user:pw@WWW.Example.com:8080/a/b?x=1&y=2#frag").unwrap();
+        assert_eq!(url.host, "WWW.Example.com");
+        assert_eq!(url.host_lowercase(), "www.example.com");
+        assert_eq!(url.path, "/a/b");
+        assert_eq!(url.query, Some("x=1&y=2"));
+        assert!(url.host_is("www.example.COM"));
+    }
+
+    #[test]
+    fn handles_missing_parts_and_ipv6() {
+        let url = UrlParts::parse("http://example.com?q=1").unwrap();
+        assert_eq!(
+            (url.host, url.path, url.query),
+            ("example.com", "", Some("q=1"))
+        );
+        let url = UrlParts::parse("http://[2001:db8::1]:80/p").unwrap();
+        assert_eq!(url.host, "2001:db8::1");
+        let url = UrlParts::parse("android-app://com.google.android.gm/").unwrap();
+        assert_eq!(url.host, "com.google.android.gm");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_absolute_url() {
+        for text in [
+            "",
+            "example.com/path",
+            "/relative?x",
+            "http://",
+            "http:///path",
+            "://x",
+        ] {
+            assert_eq!(UrlParts::parse(text), None, "{text:?}");
+        }
+    }
+}

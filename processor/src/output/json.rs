@@ -1,0 +1,342 @@
+//! Enriched events as JSON, the shape Snowplow's Elasticsearch loader and analytics SDKs give
+//! them: atomic fields as top-level keys (absent ones left out), booleans `true`/`false`,
+//! timestamps ISO 8601 with milliseconds and `Z`, `geo_location` as `"lat,lon"`, entities of
+//! `contexts` and `derived_contexts` grouped under `contexts_<vendor>_<name>_<major>` (a list of
+//! their `data` objects) and the unstruct event under `unstruct_event_<vendor>_<name>_<major>`.
+//!
+//! Written straight into a byte buffer: no intermediate `serde_json::Value` per event.
+
+use plowline_collector::tracker::{SchemaKey, SelfDescribing};
+use serde_json::Value;
+
+use crate::event::FieldVisitor;
+use crate::EnrichedEvent;
+
+/// Appends `event` as one JSON object (no line break) to `out`.
+pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut writer = Atomic { out, first: true };
+    event.visit(&mut writer);
+    let Atomic { out, mut first } = writer;
+    if let (Some(lat), Some(lon)) = (event.geo_latitude, event.geo_longitude) {
+        key(out, &mut first, "geo_location");
+        out.push(b'"');
+        write_f64(lat, out);
+        out.push(b',');
+        write_f64(lon, out);
+        out.push(b'"');
+    }
+    if let Some(unstruct) = &event.unstruct_event {
+        out.extend_from_slice(if first { b"\"" } else { b",\"" });
+        first = false;
+        flat_key("unstruct_event_", &unstruct.schema, out);
+        out.extend_from_slice(b"\":");
+        write_value(&unstruct.data, out);
+    }
+    // Group the entities by flattened key, in order of first appearance: keys are written once
+    // into `keys`, and each entity remembers its group.
+    let entities: Vec<&SelfDescribing> = event
+        .contexts
+        .iter()
+        .chain(&event.derived_contexts)
+        .collect();
+    let mut keys = Vec::new();
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut group_of = Vec::with_capacity(entities.len());
+    for entity in &entities {
+        let start = keys.len();
+        flat_key("contexts_", &entity.schema, &mut keys);
+        let found = groups
+            .iter()
+            .position(|range| keys[range.clone()] == keys[start..]);
+        match found {
+            Some(group) => {
+                keys.truncate(start);
+                group_of.push(group);
+            }
+            None => {
+                group_of.push(groups.len());
+                groups.push(start..keys.len());
+            }
+        }
+    }
+    for (group, range) in groups.into_iter().enumerate() {
+        out.extend_from_slice(if first { b"\"" } else { b",\"" });
+        first = false;
+        out.extend_from_slice(&keys[range]);
+        out.extend_from_slice(b"\":[");
+        let members = entities.iter().zip(&group_of).filter(|(_, g)| **g == group);
+        for (i, (entity, _)) in members.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_value(&entity.data, out);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// Appends the flattened key of `schema` after `prefix`: vendor with `.` and `-` as `_`, name
+/// in snake_case, both lower-case, then the model: `com.acme/productEntity/…/1-0-2` →
+/// `com_acme_product_entity_1`.
+pub fn flat_key(prefix: &str, schema: &SchemaKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(prefix.as_bytes());
+    for b in schema.vendor.bytes() {
+        out.push(match b {
+            b'.' | b'-' => b'_',
+            b => b.to_ascii_lowercase(),
+        });
+    }
+    out.push(b'_');
+    snake_case(&schema.name, out);
+    out.push(b'_');
+    out.extend_from_slice(itoa::Buffer::new().format(schema.model).as_bytes());
+}
+
+/// camelCase to snake_case the way Snowplow's analytics SDKs do it: `_` between a lower-case
+/// letter or digit and an upper-case letter, and before the last capital of a run followed by a
+/// lower-case letter (`HTMLPage` → `html_page`); `-` becomes `_`; all lower-case.
+fn snake_case(name: &str, out: &mut Vec<u8>) {
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_uppercase() && i > 0 {
+            let prev = bytes[i - 1];
+            let next_lower = bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+            if prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower)
+            {
+                out.push(b'_');
+            }
+        }
+        out.push(if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_lowercase()
+        });
+    }
+}
+
+/// Writes the atomic fields; contexts and the unstruct event are flattened afterwards.
+struct Atomic<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+impl FieldVisitor for Atomic<'_> {
+    fn text(&mut self, name: &'static str, value: Option<&str>) {
+        if let Some(value) = value {
+            key(self.out, &mut self.first, name);
+            write_str(value, self.out);
+        }
+    }
+
+    fn int(&mut self, name: &'static str, value: Option<i32>) {
+        if let Some(value) = value {
+            key(self.out, &mut self.first, name);
+            self.out
+                .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        }
+    }
+
+    fn decimal(&mut self, name: &'static str, value: Option<f64>) {
+        if let Some(value) = value {
+            key(self.out, &mut self.first, name);
+            if value.is_finite() {
+                write_f64(value, self.out);
+            } else {
+                self.out.extend_from_slice(b"null");
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &'static str, value: Option<bool>) {
+        if let Some(value) = value {
+            key(self.out, &mut self.first, name);
+            self.out
+                .extend_from_slice(if value { b"true" } else { b"false" });
+        }
+    }
+
+    fn tstamp(&mut self, name: &'static str, value: Option<i64>) {
+        if let Some(value) = value {
+            key(self.out, &mut self.first, name);
+            self.out.push(b'"');
+            write_iso8601(value, self.out);
+            self.out.push(b'"');
+        }
+    }
+
+    fn contexts(&mut self, _: &'static str, _: &[SelfDescribing]) {}
+
+    fn unstruct(&mut self, _: &'static str, _: Option<&SelfDescribing>) {}
+}
+
+/// Appends `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn write_iso8601(ms: i64, out: &mut Vec<u8>) {
+    super::write_datetime(ms, b'T', out);
+    out.push(b'Z');
+}
+
+/// Appends a finite `f64` in its shortest round-trip form, integers without a fraction.
+pub(crate) fn write_f64(value: f64, out: &mut Vec<u8>) {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+    } else {
+        out.extend_from_slice(ryu::Buffer::new().format(value).as_bytes());
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    // Writing a `Value` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Appends `text` as a JSON string, quotes included.
+pub fn write_str(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sd(uri: &str, data: Value) -> SelfDescribing {
+        SelfDescribing {
+            schema: SchemaKey::parse(uri).unwrap(),
+            data,
+        }
+    }
+
+    fn to_value(event: &EnrichedEvent) -> Value {
+        let mut out = Vec::new();
+        write_json_event(event, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn absent_fields_are_left_out_and_types_kept() {
+        let event = EnrichedEvent {
+            app_id: Some("shop \"A\"\t\u{1}".into()),
+            collector_tstamp: 1_700_000_000_123,
+            br_cookies: Some(false),
+            se_value: Some(2.5),
+            tr_total: Some(10.0),
+            pp_xoffset_min: Some(-3),
+            ..EnrichedEvent::default()
+        };
+        assert_eq!(
+            to_value(&event),
+            json!({
+                "app_id": "shop \"A\"\t\u{1}",
+                "collector_tstamp": "2023-11-14T22:13:20.123Z",
+                "br_cookies": false,
+                "se_value": 2.5,
+                "tr_total": 10,
+                "pp_xoffset_min": -3,
+            })
+        );
+    }
+
+    #[test]
+    fn contexts_and_derived_contexts_are_flattened_together() {
+        let event = EnrichedEvent {
+            geo_latitude: Some(51.5),
+            geo_longitude: Some(-0.25),
+            contexts: vec![
+                sd(
+                    "iglu:com.acme/productEntity/jsonschema/1-0-2",
+                    json!({"sku": "a"}),
+                ),
+                sd(
+                    "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
+                    json!({"id": "x"}),
+                ),
+                sd(
+                    "iglu:com.acme/productEntity/jsonschema/1-1-0",
+                    json!({"sku": "b"}),
+                ),
+            ],
+            derived_contexts: vec![sd(
+                "iglu:com.acme/productEntity/jsonschema/1-0-0",
+                json!({"sku": "c"}),
+            )],
+            unstruct_event: Some(sd(
+                "iglu:com.my-co.web/HTMLButtonClick/jsonschema/2-0-0",
+                json!({"id": 1}),
+            )),
+            ..EnrichedEvent::default()
+        };
+        let value = to_value(&event);
+        assert_eq!(value["geo_location"], "51.5,-0.25");
+        assert_eq!(
+            value["contexts_com_acme_product_entity_1"],
+            json!([{"sku": "a"}, {"sku": "b"}, {"sku": "c"}])
+        );
+        assert_eq!(
+            value["contexts_com_snowplowanalytics_snowplow_web_page_1"],
+            json!([{"id": "x"}])
+        );
+        assert_eq!(
+            value["unstruct_event_com_my_co_web_html_button_click_2"],
+            json!({"id": 1})
+        );
+        assert!(value.get("contexts").is_none());
+    }
+
+    #[test]
+    fn snake_case_follows_the_sdks() {
+        let snake = |name: &str| {
+            let mut out = Vec::new();
+            snake_case(name, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(snake("productEntity"), "product_entity");
+        assert_eq!(snake("web_page"), "web_page");
+        assert_eq!(snake("HTMLPage"), "html_page");
+        assert_eq!(snake("page2View"), "page2_view");
+        assert_eq!(snake("link-click"), "link_click");
+    }
+}

@@ -1,0 +1,109 @@
+//! Encoders for good events: JSON (the default, as Snowplow's Elasticsearch loader and analytics
+//! SDKs shape it) and Snowplow's canonical 131-column TSV. Both append to a byte buffer.
+
+pub mod json;
+pub mod tsv;
+
+use serde::Deserialize;
+
+use crate::EnrichedEvent;
+
+/// How good events are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// One JSON object per line, contexts flattened (`contexts_<vendor>_<name>_<major>`).
+    #[default]
+    Json,
+    /// Snowplow's enriched TSV: the 131 canonical columns.
+    Tsv,
+}
+
+impl OutputFormat {
+    /// Appends `event` in this format, with its line break, to `out`.
+    pub fn write_line(self, event: &EnrichedEvent, out: &mut Vec<u8>) {
+        match self {
+            OutputFormat::Json => json::write_json_event(event, out),
+            OutputFormat::Tsv => tsv::write_tsv_event(event, out),
+        }
+        out.push(b'\n');
+    }
+}
+
+/// The civil date and time of `ms` since the Unix epoch (UTC):
+/// `(year, month, day, hour, minute, second, millisecond)`. Howard Hinnant's `civil_from_days`.
+pub(crate) fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let in_day = in_day as u32;
+    (
+        year,
+        month,
+        day,
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    )
+}
+
+/// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm`.
+pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
+    let (year, month, day, hour, minute, second, milli) = civil(ms);
+    if (0..=9999).contains(&year) {
+        let year = year as u32;
+        push_digits(out, year / 100, 2);
+        push_digits(out, year % 100, 2);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
+    }
+    out.push(b'-');
+    push_digits(out, month, 2);
+    out.push(b'-');
+    push_digits(out, day, 2);
+    out.push(sep);
+    push_digits(out, hour, 2);
+    out.push(b':');
+    push_digits(out, minute, 2);
+    out.push(b':');
+    push_digits(out, second, 2);
+    out.push(b'.');
+    push_digits(out, milli, 3);
+}
+
+fn push_digits(out: &mut Vec<u8>, value: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push(b'0' + (value / div % 10) as u8);
+        div /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datetime(ms: i64) -> String {
+        let mut out = Vec::new();
+        write_datetime(ms, b' ', &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn datetimes_are_utc_with_millis() {
+        assert_eq!(datetime(0), "1970-01-01 00:00:00.000");
+        assert_eq!(datetime(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(datetime(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(datetime(253_402_300_799_999), "9999-12-31 23:59:59.999");
+        assert_eq!(datetime(-1), "1969-12-31 23:59:59.999");
+    }
+}
