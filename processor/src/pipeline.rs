@@ -10,9 +10,9 @@
 //!
 //! # Decisions
 //!
-//! - **event_id** is `eid`; when the tracker sent none, a name-based UUID (version 5, SHA-1) of
-//!   the raw line and the event's position in it, under [`EVENT_ID_NAMESPACE`], so that a replay
-//!   of the same line gives the same id. An `eid` that is not a UUID is a protocol violation.
+//! - **event_id** is `eid` when it is a UUID; otherwise (none, or not a UUID) a name-based UUID
+//!   (version 5, SHA-1) of the raw line and the event's position in it, under
+//!   [`EVENT_ID_NAMESPACE`], so that a replay of the same line gives the same id (DESIGN.md).
 //! - **v_collector** is the hit's `cv` when a collector put one in, else [`V_COLLECTOR`]: nginx
 //!   and `plow-collector serve` write the same line, so they are one collector.
 //! - **user_ipaddress** is `ip`, else the first public address in `X-Forwarded-For` (entries
@@ -734,6 +734,11 @@ mod tests {
         assert_eq!(&first[14..15], "5", "a version-5 UUID: {first}");
         assert_ne!(one(&get("e=pv&p=web&aid=x", &[])).event_id.unwrap(), first);
         assert_ne!(derived_event_id(&hit, 1), derived_event_id(&hit, 0));
+        // An eid that is not a UUID gets a derived id too, the same on every replay.
+        let odd = get("e=pv&p=web&eid=not-a-uuid", &[]);
+        let derived = one(&odd).event_id.unwrap();
+        assert!(Uuid::parse(&derived).is_some(), "{derived}");
+        assert_eq!(one(&odd).event_id.unwrap(), derived);
     }
 
     #[test]
@@ -1014,9 +1019,11 @@ mod tests {
             .iter()
             .map(|m| m["field"].as_str().unwrap())
             .collect();
-        for field in ["e", "p", "eid", "dtm"] {
+        for field in ["e", "p", "dtm"] {
             assert!(fields.contains(&field), "{field} in {fields:?}");
         }
+        // An eid that is not a UUID is not refused: the event gets a derived id instead.
+        assert!(!fields.contains(&"eid"), "{fields:?}");
         assert_eq!(row["data"]["failure"]["vendor"], SNOWPLOW);
         assert_eq!(row["data"]["payload"]["ipAddress"], "1.2.3.4");
         assert_eq!(row["data"]["payload"]["querystring"][0]["name"], "e");

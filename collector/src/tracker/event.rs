@@ -602,7 +602,21 @@ impl<'p> RawEvent<'p> {
             }
             Some(_) => d.parse(s.e, EventType::from_code, EXPECT_EVENT),
         };
-        let event_id = d.parse(s.eid, Uuid::parse, EXPECT_UUID);
+        // An `eid` that is not a UUID is not the event's identity: it is reported as a warning and
+        // the processor derives a deterministic id instead (DESIGN.md, "event_id").
+        let event_id = match text(s.eid) {
+            Some(value) => Uuid::parse(value).or_else(|| {
+                d.warnings.push(Violation::new(
+                    "eid",
+                    Some(value),
+                    ViolationKind::Invalid {
+                        expected: EXPECT_UUID,
+                    },
+                ));
+                None
+            }),
+            None => None,
+        };
         let platform = match text(s.p) {
             None => {
                 let expected = EXPECT_PLATFORM;
@@ -1096,20 +1110,19 @@ mod tests {
         check_err(
             &q,
             expect![[r#"
-            eid="not-a-uuid": expected a UUID, 8-4-4-4-12 hex digits
-            dtm="yesterday": expected milliseconds since the epoch, 0 to 253402300799999
-            stm="-5": expected milliseconds since the epoch, 0 to 253402300799999
-            sid="0bd0c5f0-6d1e-4fca-8f31-4bdcb6c2c1dz": expected a UUID, 8-4-4-4-12 hex digits
-            vid="1.5": expected a non-negative integer up to 2147483647
-            cookie="true": expected 1 or 0
-            res="1920*1080": expected WIDTHxHEIGHT in pixels, such as 1920x1080
-            f_pdf="yes": expected 1 or 0
-            pp_mix="99999999999": expected an integer from -2147483648 to 2147483647
-            se_va="NaN": expected a decimal number such as 12.50
-            ti_qu="two": expected an integer from -2147483648 to 2147483647
-            ue_px="!!!not base64": invalid base64: unexpected '!' at offset 0
-            co="{\"schema\":\"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0\",\"data\":[{\"id\":1}]}": context entity 0 is not self-describing JSON: missing the "schema" key
-        "#]],
+                dtm="yesterday": expected milliseconds since the epoch, 0 to 253402300799999
+                stm="-5": expected milliseconds since the epoch, 0 to 253402300799999
+                sid="0bd0c5f0-6d1e-4fca-8f31-4bdcb6c2c1dz": expected a UUID, 8-4-4-4-12 hex digits
+                vid="1.5": expected a non-negative integer up to 2147483647
+                cookie="true": expected 1 or 0
+                res="1920*1080": expected WIDTHxHEIGHT in pixels, such as 1920x1080
+                f_pdf="yes": expected 1 or 0
+                pp_mix="99999999999": expected an integer from -2147483648 to 2147483647
+                se_va="NaN": expected a decimal number such as 12.50
+                ti_qu="two": expected an integer from -2147483648 to 2147483647
+                ue_px="!!!not base64": invalid base64: unexpected '!' at offset 0
+                co="{\"schema\":\"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0\",\"data\":[{\"id\":1}]}": context entity 0 is not self-describing JSON: missing the "schema" key
+            "#]],
         );
     }
 
@@ -1198,11 +1211,15 @@ mod tests {
             e="se": duplicate parameter ignored; the first is kept
         "#]]
         .assert_eq(&lines(&event.warnings));
+        // An eid that is not a UUID is no identity: a warning, and the processor derives one.
         let params = parse_query(b"e=pv&p=web&eid=%FF");
-        let rejected = RawEvent::from_params(&params).unwrap_err();
-        assert_eq!(rejected.warnings.len(), 1);
-        expect![[r#"1 invalid parameter: eid="�": expected a UUID, 8-4-4-4-12 hex digits"#]]
-            .assert_eq(&rejected.to_string());
+        let event = RawEvent::from_params(&params).unwrap();
+        assert_eq!(event.event_id, None);
+        expect![[r#"
+            eid="�": not valid UTF-8; invalid bytes replaced with U+FFFD
+            eid="�": expected a UUID, 8-4-4-4-12 hex digits
+        "#]]
+        .assert_eq(&lines(&event.warnings));
     }
 
     #[test]
