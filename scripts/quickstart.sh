@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # plowline on loopback, end to end as far as it is built: builds the binaries, starts nginx (with
 # plowline's config), the Tansu Kafka broker and ClickHouse, sends real Snowplow tracker hits
-# through nginx, and shows what plowline reads from the access log.
+# through nginx, and enriches the access log into Snowplow events.
 #
 #   scripts/quickstart.sh          # run (again: services already running are reused)
 #   scripts/quickstart.sh stop     # stop everything it started
@@ -45,28 +45,33 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-step "What plowline reads from the access log"
+step "Enriching the access log with plow-processor enrich"
 tail -n "$sent" "$PLOWLINE_NGINX_ACCESS_LOG" > "$dir/hits.log"
-"$bin/plow-processor" parse --input "$dir/hits.log" --output "$dir/parsed.ndjson"
-python3 - "$dir/parsed.ndjson" <<'PY'
+"$bin/plow-processor" enrich --input "$dir/hits.log" --output "$dir/enriched.ndjson" --bad "$dir/bad.ndjson"
+python3 - "$dir/enriched.ndjson" "$dir/bad.ndjson" <<'PY'
 import collections, json, sys
-docs = [json.loads(line) for line in open(sys.argv[1])]
-events = [e for d in docs for e in d.get("events", [])]
-kinds = collections.Counter(e["event"]["event"] for e in events if "event" in e)
-print(f"  {len(docs)} hits, {len(events)} events, "
-      f"{sum('violations' in e for e in events)} with violations")
-for kind, n in sorted(kinds.items()):
-    print(f"    {kind:<18} {n}")
-sample = next(e for e in events if e.get("event", {}).get("contexts"))
-print("  one event with contexts, as decoded:")
-print("    " + json.dumps(sample["event"], ensure_ascii=False)[:600] + " ...")
+events = [json.loads(line) for line in open(sys.argv[1])]
+bad = [json.loads(line) for line in open(sys.argv[2])]
+def top(field):
+    return ", ".join(f"{k} {n}" for k, n in collections.Counter(
+        e.get(field, "-") for e in events).most_common(4))
+print(f"  {len(events)} events, {len(bad)} bad rows")
+print(f"  by type:    {top('event')}")
+print(f"  browsers:   {top('br_family')}")
+print(f"  os:         {top('os_family')}")
+print(f"  referrers:  {top('refr_medium')}")
+print(f"  visitors:   {len({e.get('network_userid') for e in events})} network user ids")
+sample = next(e for e in events if any(k.startswith("contexts_com_plowline") for k in e))
+keys = ["event", "event_id", "derived_tstamp", "page_url", "br_family", "os_family"]
+keys += [k for k in sample if k.startswith(("contexts_", "unstruct_event_"))][:2]
+print("  one event:  " + json.dumps({k: sample[k] for k in keys if k in sample}, ensure_ascii=False)[:500])
 PY
 
 cat >&2 <<MSG
 
 Done. Where to look next:
   access log       $PLOWLINE_NGINX_ACCESS_LOG
-  decoded events   $dir/parsed.ndjson
+  enriched events  $dir/enriched.ndjson   (bad rows: $dir/bad.ndjson)
   nginx config     $dir/nginx/nginx.conf   (rendered by plow-collector nginx-conf)
   services         source $dir/env   (Kafka: \$PLOWLINE_KAFKA_BROKERS, ClickHouse: \$PLOWLINE_CLICKHOUSE_URL)
   stop everything  scripts/quickstart.sh stop

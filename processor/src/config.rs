@@ -3,7 +3,9 @@
 //! runtime code uses without re-checking.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use plowline_collector::logformat::{CompileError, LogFormat};
 use serde::Deserialize;
@@ -29,6 +31,9 @@ pub struct Config {
     /// Kafka, for `plow-processor run`.
     #[serde(default)]
     pub kafka: KafkaConfig,
+    /// The `/metrics` and `/healthz` endpoint of `plow-processor run`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The enrichments, one `[enrichments.<name>]` table each (`user_agent`, `referer`, `geo`,
     /// `anonymize_ip`, …); see the enrichments module for their keys.
     #[serde(default)]
@@ -64,9 +69,36 @@ pub struct KafkaConfig {
     /// The consumer group.
     #[serde(default = "default_group")]
     pub group: String,
-    /// Extra librdkafka properties, passed through as they are (e.g. `"security.protocol"`).
+    /// At most this many input messages are being produced at once; the consumer waits
+    /// (backpressure) when the limit is reached.
+    #[serde(default = "default_max_in_flight_messages")]
+    pub max_in_flight_messages: usize,
+    /// On SIGTERM/SIGINT, how long to wait for in-flight productions to be acknowledged before
+    /// committing what is done and exiting (the rest is consumed again after a restart).
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// Extra librdkafka properties, passed through as they are (e.g. `"security.protocol"`),
+    /// to the consumer and the producer. They override plowline's settings.
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The address of the HTTP endpoint serving `/metrics` (Prometheus text) and `/healthz`,
+    /// `host:port`; port 0 picks a free port (logged at startup).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -77,6 +109,8 @@ impl Default for KafkaConfig {
             good_topic: default_good_topic(),
             bad_topic: default_bad_topic(),
             group: default_group(),
+            max_in_flight_messages: default_max_in_flight_messages(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
             librdkafka: BTreeMap::new(),
         }
     }
@@ -89,6 +123,7 @@ impl Default for Config {
             max_line_bytes: default_max_line_bytes(),
             output: OutputConfig::default(),
             kafka: KafkaConfig::default(),
+            metrics: MetricsConfig::default(),
             enrichments: EnrichmentsConfig::default(),
         }
     }
@@ -121,6 +156,18 @@ fn default_bad_topic() -> String {
 
 fn default_group() -> String {
     "plow-processor".to_owned()
+}
+
+fn default_max_in_flight_messages() -> usize {
+    10_000
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9101".to_owned()
 }
 
 /// A configuration that cannot be used.
@@ -156,6 +203,18 @@ pub enum ConfigError {
     /// `max_line_bytes` is zero.
     #[error("max_line_bytes must be at least 1")]
     MaxLineBytes,
+    /// `kafka.max_in_flight_messages` is zero or too large.
+    #[error("kafka.max_in_flight_messages must be between 1 and {}", u32::MAX)]
+    MaxInFlight,
+    /// `metrics.listen` is not a socket address.
+    #[error("metrics.listen {listen:?} is not an address (host:port)")]
+    MetricsListen {
+        /// The value.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::net::AddrParseError,
+    },
     /// An enrichment's settings or files are unusable.
     #[error(transparent)]
     Enrichments(#[from] EnrichmentsError),
@@ -172,6 +231,10 @@ pub struct ValidatedConfig {
     pub output_format: OutputFormat,
     /// See [`Config::kafka`].
     pub kafka: KafkaConfig,
+    /// See [`KafkaConfig::shutdown_timeout_ms`].
+    pub shutdown_timeout: Duration,
+    /// See [`MetricsConfig::listen`].
+    pub metrics_listen: SocketAddr,
     /// The enrichments, ready to run.
     pub enrichments: Enrichments,
 }
@@ -207,10 +270,25 @@ impl Config {
         if self.max_line_bytes == 0 {
             return Err(ConfigError::MaxLineBytes);
         }
+        if self.kafka.max_in_flight_messages == 0
+            || u32::try_from(self.kafka.max_in_flight_messages).is_err()
+        {
+            return Err(ConfigError::MaxInFlight);
+        }
+        let metrics_listen =
+            self.metrics
+                .listen
+                .parse()
+                .map_err(|source| ConfigError::MetricsListen {
+                    listen: self.metrics.listen.clone(),
+                    source,
+                })?;
         Ok(ValidatedConfig {
             log_format,
             max_line_bytes: self.max_line_bytes,
             output_format: self.output.format,
+            shutdown_timeout: Duration::from_millis(self.kafka.shutdown_timeout_ms),
+            metrics_listen,
             kafka: self.kafka,
             enrichments: Enrichments::new(&self.enrichments)?,
         })
@@ -240,6 +318,8 @@ mod tests {
         config.enrichments.geo.database = None;
         let validated = config.validate().unwrap();
         assert_eq!(validated.output_format, OutputFormat::Json);
+        assert_eq!(validated.metrics_listen.to_string(), "127.0.0.1:9101");
+        assert_eq!(validated.kafka.max_in_flight_messages, 10_000);
     }
 
     #[test]
@@ -264,5 +344,15 @@ mod tests {
         assert!(matches!(zero.validate(), Err(ConfigError::MaxLineBytes)));
         let bad_format = Config::from_toml("log_format = \"$a$b\"").unwrap();
         assert!(bad_format.validate().is_err());
+        let listen = Config::from_toml("[metrics]\nlisten = \"localhost\"").unwrap();
+        assert!(matches!(
+            listen.validate(),
+            Err(ConfigError::MetricsListen { .. })
+        ));
+        let in_flight = Config::from_toml("[kafka]\nmax_in_flight_messages = 0").unwrap();
+        assert!(matches!(
+            in_flight.validate(),
+            Err(ConfigError::MaxInFlight)
+        ));
     }
 }

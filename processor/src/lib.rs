@@ -6,6 +6,7 @@
 //! - [`output`]: the JSON and TSV encoders of good events;
 //! - [`config`]: the TOML configuration;
 //! - [`offline`]: `plow-processor enrich`, files in, files out;
+//! - [`stream`]: `plow-processor run`, Kafka in, Kafka out, offsets stored after acknowledgement;
 //! - [`inspect`]: `plow-processor parse`, what the collector library reads from each line.
 
 pub mod badrow;
@@ -16,5 +17,6 @@ pub mod inspect;
 pub mod offline;
 pub mod output;
 pub mod pipeline;
+pub mod stream;
 
 pub use event::EnrichedEvent;

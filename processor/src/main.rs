@@ -12,6 +12,7 @@ use plowline_processor::config::Config;
 use plowline_processor::inspect::{inspect_line, Counts};
 use plowline_processor::offline::{enrich_stream, Counters, Options};
 use plowline_processor::output::OutputFormat;
+use plowline_processor::stream;
 
 /// mimalloc: the processor allocates many small strings per event; glibc's malloc costs ~20 % of
 /// its time (see BENCHMARKS.md).
@@ -20,19 +21,34 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turns Snowplow tracker hits, read from nginx access-log lines, into events.
 ///
-/// `enrich` turns an access log into Snowplow enriched events (JSON or TSV) and bad rows.
-/// Streaming (`run`) and the ClickHouse and Elasticsearch loaders are not built yet.
+/// `run` is the streaming mode: a Kafka consumer group on the raw-lines topic, enriched events
+/// and bad rows produced to their topics, offsets stored only after the broker acknowledged the
+/// outputs. `enrich` turns an access log into Snowplow enriched events (JSON or TSV) and bad rows.
+/// The ClickHouse and Elasticsearch loaders are not built yet.
 /// `parse` shows what plowline reads from each log line: the hit, the tracker parameters and the
 /// raw events they decode into, or why a line or an event is refused.
 #[derive(Debug, Parser)]
 #[command(name = "plow-processor", version, about, long_about)]
 struct Cli {
+    /// Write logs (stderr) as JSON lines instead of text. The level comes from `RUST_LOG`
+    /// (default `info`).
+    #[arg(long, global = true, env = "PLOW_LOG_JSON")]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Stream: consume access-log lines from Kafka, produce enriched events and bad rows.
+    ///
+    /// Reads `kafka.input_topic` in the consumer group `kafka.group`; good events go to
+    /// `kafka.good_topic` (key: domain_userid, else network_userid), bad rows to
+    /// `kafka.bad_topic`. An input offset is committed only after every output of it (and of the
+    /// messages before it) was acknowledged: delivery is at least once, and duplicates carry the
+    /// same event_id. Serves `/metrics` and `/healthz` on `metrics.listen`. SIGTERM/SIGINT stop
+    /// consuming, wait for in-flight productions (`kafka.shutdown_timeout_ms`), commit, exit 0.
+    Run(RunArgs),
     /// Enrich an access log offline (replays, backfills): good events to --output, bad rows to
     /// --bad.
     ///
@@ -57,6 +73,22 @@ enum Command {
         #[arg(long, short, default_value = "-")]
         output: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The TOML configuration (see processor/examples/processor.toml); defaults when absent.
+    #[arg(long, env = "PLOW_PROCESSOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Bootstrap brokers, overriding `kafka.brokers`.
+    #[arg(long, env = "PLOW_PROCESSOR_BROKERS")]
+    brokers: Option<String>,
+    /// Consumer group, overriding `kafka.group`.
+    #[arg(long, env = "PLOW_PROCESSOR_GROUP")]
+    group: Option<String>,
+    /// Address of `/metrics` and `/healthz`, overriding `metrics.listen`.
+    #[arg(long, env = "PLOW_PROCESSOR_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,7 +117,9 @@ struct EnrichArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_json);
     let result = match cli.command {
+        Command::Run(args) => run(args),
         Command::Enrich(args) => enrich(&args),
         Command::Parse {
             input,
@@ -100,6 +134,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(brokers) = args.brokers {
+        config.kafka.brokers = brokers;
+    }
+    if let Some(group) = args.group {
+        config.kafka.group = group;
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics.listen = listen;
+    }
+    let config = config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let summary = runtime.block_on(stream::run(&config, stream::shutdown_signal()))?;
+    // Tasks still retrying after the shutdown timeout are abandoned: their offsets were not
+    // stored, so they are read again after a restart.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if summary.abandoned > 0 {
+        tracing::warn!(
+            abandoned = summary.abandoned,
+            "exited with unacknowledged messages"
+        );
+    }
+    Ok(())
 }
 
 fn parse(input: &str, log_format: &str, output: &str) -> anyhow::Result<()> {
