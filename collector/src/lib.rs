@@ -10,6 +10,7 @@
 //!
 //! The library does no I/O: every function here is pure and works over borrowed input.
 
+pub mod civil;
 pub mod logformat;
 pub mod nginx;
 pub mod tracker;

@@ -6,6 +6,7 @@ use memchr::{memchr, memrchr};
 
 use super::escape;
 use super::record::{ParseError, Record};
+use crate::civil::days_from_civil;
 
 /// Where the variables that a [`Hit`] is made from are in a format (the first occurrence of each).
 #[derive(Debug, Clone, Copy, Default)]
@@ -423,16 +424,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]

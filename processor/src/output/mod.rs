@@ -4,6 +4,7 @@
 pub mod json;
 pub mod tsv;
 
+use plowline_collector::civil::civil_from_days;
 use serde::Deserialize;
 
 use crate::EnrichedEvent;
@@ -31,20 +32,10 @@ impl OutputFormat {
 }
 
 /// The civil date and time of `ms` since the Unix epoch (UTC):
-/// `(year, month, day, hour, minute, second, millisecond)`. Howard Hinnant's `civil_from_days`.
+/// `(year, month, day, hour, minute, second, millisecond)`.
 pub(crate) fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let in_day = in_day as u32;
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    let in_day = ms.rem_euclid(86_400_000) as u32;
     (
         year,
         month,
