@@ -1,8 +1,8 @@
 //! Helpers for the black-box tests of `plow-shipper` against a real Tansu broker.
 //!
-//! The shared broker comes from `scripts/test.sh` (`PLOWLINE_KAFKA_BROKERS`,
-//! `PLOWLINE_SERVICES_DIR`); tests that stop a broker start their own with
-//! `scripts/services.sh` under Cargo's target tmp dir.
+//! Every test starts its own broker with `scripts/services.sh` under Cargo's target tmp dir
+//! ([`Broker::shared`] for the quiet cases, [`Broker::own`] where the test stops it), so no test
+//! depends on the state other tests left in a broker.
 
 #![allow(dead_code)]
 
@@ -31,19 +31,17 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// The shared broker of the test run; fails loudly when it is not set up.
+    /// A fresh broker for one test, stopped when the test ends. Each test gets its own rather than
+    /// the run's shared one: Tansu 0.6 can stall for minutes after other tests' consumers fetched
+    /// large partitions, which would make these tests fail for reasons not their own.
     pub fn shared() -> Self {
-        let brokers = std::env::var("PLOWLINE_KAFKA_BROKERS").expect(
-            "PLOWLINE_KAFKA_BROKERS is not set: run under scripts/test.sh, or start a broker with \
-             `scripts/services.sh start DIR kafka` and `. DIR/env`",
-        );
-        let dir = std::env::var("PLOWLINE_SERVICES_DIR")
-            .expect("PLOWLINE_SERVICES_DIR is not set (source the services' env file)");
-        Self {
-            dir: dir.into(),
-            brokers,
-            owned: false,
-        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("shipper-brokers")
+            .join(format!("{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self::own(&dir)
     }
 
     /// A broker of this test alone, in `dir`; stopped when dropped.
