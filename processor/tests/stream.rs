@@ -15,7 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -286,6 +287,27 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// Records a received message; transient errors (all brokers down during a restart) are
+    /// retried by librdkafka and skipped here.
+    fn take(&mut self, names: &Names, message: KafkaResult<BorrowedMessage<'_>>) {
+        if let Ok(message) = message {
+            self.add(
+                message.topic(),
+                names,
+                message.payload().unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Every expected event id and garbage line came out, and nothing else.
+    fn assert_covers(&self, eids: &BTreeSet<String>, garbage: &BTreeSet<String>) {
+        assert_eq!(&self.events.keys().cloned().collect::<BTreeSet<_>>(), eids);
+        assert_eq!(
+            &self.bad_payloads.keys().cloned().collect::<BTreeSet<_>>(),
+            garbage
+        );
+    }
+
     fn add(&mut self, topic: &str, names: &Names, value: &[u8]) {
         self.messages += 1;
         let doc: serde_json::Value = serde_json::from_slice(value).unwrap();
@@ -338,14 +360,7 @@ async fn read_until(
                 outputs.bad_payloads.len()
             ));
         };
-        // Transient errors (all brokers down during a restart) are retried by librdkafka.
-        if let Ok(message) = message {
-            outputs.add(
-                message.topic(),
-                names,
-                message.payload().unwrap_or_default(),
-            );
-        }
+        outputs.take(names, message);
     }
     Ok(())
 }
@@ -365,15 +380,35 @@ async fn read_rest(
     quiet: Duration,
 ) {
     while let Ok(message) = tokio::time::timeout(quiet, consumer.recv()).await {
-        // Transient errors (all brokers down during a restart) are retried by librdkafka.
-        if let Ok(message) = message {
-            outputs.add(
-                message.topic(),
-                names,
-                message.payload().unwrap_or_default(),
-            );
-        }
+        outputs.take(names, message);
     }
+}
+
+/// Reads until every expected output came out, stops the processor with SIGTERM (it must exit 0),
+/// reads what is left and checks that every event id and garbage line is there; returns the
+/// processor's log.
+async fn finish(
+    consumer: &StreamConsumer,
+    names: &Names,
+    outputs: &mut Outputs,
+    (processor, log): (&mut Child, &Path),
+    (eids, garbage): (&BTreeSet<String>, &BTreeSet<String>),
+) -> String {
+    let complete = |o: &Outputs| {
+        eids.iter().all(|e| o.events.contains_key(e))
+            && garbage.iter().all(|g| o.bad_payloads.contains_key(g))
+    };
+    let read = read_until(consumer, names, outputs, Duration::from_secs(120), complete);
+    if let Err(why) = read.await {
+        fail(processor, log, &why);
+    }
+    signal(processor, "TERM");
+    let status = wait_exit(processor, Duration::from_secs(30));
+    let log_text = processor_log(log);
+    assert!(status.success(), "exit {status}; log:\n{log_text}");
+    read_rest(consumer, names, outputs, Duration::from_secs(2)).await;
+    outputs.assert_covers(eids, garbage);
+    log_text
 }
 
 /// The group's committed offsets on the input topic, summed over partitions.
@@ -477,21 +512,10 @@ async fn every_line_comes_out_once_and_a_clean_shutdown_commits_it_all() {
 
     read_rest(&consumer, &names, &mut outputs, Duration::from_secs(2)).await;
     assert_eq!(outputs.messages, total, "exactly one outcome per line");
-    assert_eq!(
-        outputs.events.keys().cloned().collect::<BTreeSet<_>>(),
-        eids
-    );
+    outputs.assert_covers(&eids, &garbage);
     assert!(
         outputs.events.values().all(|&n| n == 1),
         "distinct event ids"
-    );
-    assert_eq!(
-        outputs
-            .bad_payloads
-            .keys()
-            .cloned()
-            .collect::<BTreeSet<_>>(),
-        garbage
     );
     assert_eq!(
         outputs.bad_schemas.iter().collect::<Vec<_>>(),
@@ -541,45 +565,26 @@ async fn kill_9_mid_stream_and_restart_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(7)).await;
 
     let mut processor = start_processor(&config, &log);
-    let complete = |o: &Outputs| {
-        eids.iter().all(|e| o.events.contains_key(e))
-            && garbage.iter().all(|g| o.bad_payloads.contains_key(g))
-    };
-    let read = read_until(
+    let log_text = finish(
         &consumer,
         &names,
         &mut outputs,
-        Duration::from_secs(120),
-        complete,
-    );
-    if let Err(why) = read.await {
-        fail(&mut processor, &log, &why);
-    }
-    signal(&processor, "TERM");
-    let status = wait_exit(&mut processor, Duration::from_secs(30));
-    let log_text = processor_log(&log);
-    assert!(status.success(), "exit {status}; log:\n{log_text}");
-    read_rest(&consumer, &names, &mut outputs, Duration::from_secs(2)).await;
+        (&mut processor, &log),
+        (&eids, &garbage),
+    )
+    .await;
 
-    // No event missing; duplicates (redelivered after the kill) are the same event ids.
-    assert_eq!(
-        outputs.events.keys().cloned().collect::<BTreeSet<_>>(),
-        eids
-    );
-    assert_eq!(
-        outputs
-            .bad_payloads
-            .keys()
-            .cloned()
-            .collect::<BTreeSet<_>>(),
-        garbage
-    );
+    // No event missing (checked by `finish`); duplicates are redeliveries after the kill.
     let duplicates = outputs.messages - total;
     assert!(
         duplicates as i64 <= total as i64 - committed_at_kill,
         "duplicates ({duplicates}) only from what was not committed at the kill"
     );
-    assert_eq!(committed_total(&broker.brokers, &names), total as i64);
+    assert_eq!(
+        committed_total(&broker.brokers, &names),
+        total as i64,
+        "log:\n{log_text}"
+    );
     eprintln!(
         "kill -9 run: {total} lines, {duplicates} duplicates, {committed_at_kill} committed at \
          the kill, in {:?}",
@@ -616,38 +621,15 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     }
     broker.restart();
 
-    let complete = |o: &Outputs| {
-        eids.iter().all(|e| o.events.contains_key(e))
-            && garbage.iter().all(|g| o.bad_payloads.contains_key(g))
-    };
-    let read = read_until(
+    let log_text = finish(
         &consumer,
         &names,
         &mut outputs,
-        Duration::from_secs(120),
-        complete,
-    );
-    if let Err(why) = read.await {
-        fail(&mut processor, &log, &why);
-    }
-    signal(&processor, "TERM");
-    let status = wait_exit(&mut processor, Duration::from_secs(30));
-    let log_text = processor_log(&log);
-    assert!(status.success(), "exit {status}; log:\n{log_text}");
-    read_rest(&consumer, &names, &mut outputs, Duration::from_secs(2)).await;
+        (&mut processor, &log),
+        (&eids, &garbage),
+    )
+    .await;
 
-    assert_eq!(
-        outputs.events.keys().cloned().collect::<BTreeSet<_>>(),
-        eids
-    );
-    assert_eq!(
-        outputs
-            .bad_payloads
-            .keys()
-            .cloned()
-            .collect::<BTreeSet<_>>(),
-        garbage
-    );
     assert_eq!(
         committed_total(&broker.brokers, &names),
         total as i64,
