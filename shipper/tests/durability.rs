@@ -46,12 +46,13 @@ fn rotate(logs: &Path, copytruncate: bool) {
 /// it is also being read: 6,000 lines, 4 rotations, 3 kills.
 #[test]
 fn sigkill_during_rotations_loses_no_line() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("crash");
-    let topic = unique("crash");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "app.log*", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("crash", 1, "app.log*", "");
     let logs = dir.join("logs");
     let total = 6_000;
     let per_rotation = 1_500;

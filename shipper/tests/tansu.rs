@@ -13,12 +13,13 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn ships_every_line_once_and_a_restart_ships_nothing_again() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("restart");
-    let topic = unique("restart");
-    broker.topic(&topic, 2);
-    let config = write_config(&dir, "tracker*.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("restart", 2, "tracker*.log", "");
     let log = dir.join("logs/tracker.log");
     let mut expected = lines("a", 0..5_000);
     append(&log, expected.clone());
@@ -47,12 +48,13 @@ fn ships_every_line_once_and_a_restart_ships_nothing_again() {
 
 #[test]
 fn rename_rotation_and_a_new_file_lose_nothing() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("rename");
-    let topic = unique("rename");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "tracker*.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("rename", 1, "tracker*.log", "");
     let log = dir.join("logs/tracker.log");
     let rotated = dir.join("logs/tracker.log.1");
     let mut expected = lines("before", 0..2_000);
@@ -78,13 +80,14 @@ fn rename_rotation_and_a_new_file_lose_nothing() {
 
 #[test]
 fn copytruncate_reads_on_in_the_copy() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("copytruncate");
-    let topic = unique("copytruncate");
-    broker.topic(&topic, 1);
     // The copy (`app.log.1`) is matched too, so the shipper can finish the old content there.
-    let config = write_config(&dir, "app.log*", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("copytruncate", 1, "app.log*", "");
     let log = dir.join("logs/app.log");
     let mut expected = lines("one", 0..3_000);
     append(&log, expected.clone());
@@ -112,12 +115,13 @@ fn copytruncate_reads_on_in_the_copy() {
 
 #[test]
 fn truncation_without_copy_reads_the_new_content_from_the_start() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("truncate");
-    let topic = unique("truncate");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "app.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("truncate", 1, "app.log", "");
     let log = dir.join("logs/app.log");
     let mut expected = lines("old", 0..2_000);
     append(&log, expected.clone());
@@ -145,12 +149,13 @@ fn truncation_without_copy_reads_the_new_content_from_the_start() {
 
 #[test]
 fn files_with_identical_first_lines_are_both_shipped() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("identical");
-    let topic = unique("identical");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "*.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("identical", 1, "*.log", "");
     let same = lines("same", 0..2);
     let mut expected = Vec::new();
     for name in ["a", "b"] {
@@ -169,12 +174,13 @@ fn files_with_identical_first_lines_are_both_shipped() {
 
 #[test]
 fn a_file_that_starts_empty_is_shipped_as_it_grows() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("empty");
-    let topic = unique("empty");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "*.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("empty", 1, "*.log", "");
     let log = dir.join("logs/empty.log");
     fs::write(&log, "").unwrap();
     let shipper = Shipper::start(&dir, &config);
@@ -202,12 +208,13 @@ fn a_file_that_starts_empty_is_shipped_as_it_grows() {
 
 #[test]
 fn a_new_file_on_a_reused_inode_is_shipped_from_its_start() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("inode");
-    let topic = unique("inode");
-    broker.topic(&topic, 1);
-    let config = write_config(&dir, "*.log", &broker.brokers, &topic, "");
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("inode", 1, "*.log", "");
     let log = dir.join("logs/app.log");
     // Small files: identified by device and inode plus their bytes.
     let mut expected = lines("first", 0..3);
@@ -235,18 +242,13 @@ fn a_new_file_on_a_reused_inode_is_shipped_from_its_start() {
 
 #[test]
 fn a_line_over_the_maximum_is_shipped_cut_and_marked() {
-    let _serial = serial();
-    let broker = Broker::shared();
-    let dir = workdir("long");
-    let topic = unique("long");
-    broker.topic(&topic, 1);
-    let config = write_config(
-        &dir,
-        "*.log",
-        &broker.brokers,
-        &topic,
-        "max_line_bytes = 200",
-    );
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("long", 1, "*.log", "max_line_bytes = 200");
     let log = dir.join("logs/app.log");
     let long = "x".repeat(100_000);
     append(&log, ["before".to_owned(), long, "after".to_owned()]);

@@ -118,6 +118,34 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A unique name for a test's topic.
+/// One test's setup: serialized with the binary's other tests, with a broker, directory, topic
+/// (`partitions` partitions) and config (`glob` under `logs/`, plus `extra` TOML) of its own.
+pub struct Case {
+    pub serial: std::sync::MutexGuard<'static, ()>,
+    pub broker: Broker,
+    pub dir: PathBuf,
+    pub topic: String,
+    pub config: PathBuf,
+}
+
+impl Case {
+    pub fn new(name: &str, partitions: u32, glob: &str, extra: &str) -> Case {
+        let serial = serial();
+        let broker = Broker::shared();
+        let dir = workdir(name);
+        let topic = unique(name);
+        broker.topic(&topic, partitions);
+        let config = write_config(&dir, glob, &broker.brokers, &topic, extra);
+        Case {
+            serial,
+            broker,
+            dir,
+            topic,
+            config,
+        }
+    }
+}
+
 pub fn unique(name: &str) -> String {
     format!("shipper-{name}-{}-{}", std::process::id(), crate_nanos())
 }
