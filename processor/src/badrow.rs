@@ -41,17 +41,25 @@ pub enum BadRowType {
     SchemaViolations,
     /// An event that an enrichment failed on.
     EnrichmentFailures,
+    /// An enriched event a loader could not read (not JSON, no `event_id`, a field of the wrong
+    /// type).
+    LoaderParsingError,
+    /// An enriched event a sink refused for its content (an Elasticsearch 400, a ClickHouse row
+    /// it cannot store).
+    LoaderRuntimeError,
 }
 
 impl BadRowType {
     /// Every type, for counters.
-    pub const ALL: [BadRowType; 6] = [
+    pub const ALL: [BadRowType; 8] = [
         BadRowType::SizeViolation,
         BadRowType::CollectorPayloadFormatViolation,
         BadRowType::AdapterFailures,
         BadRowType::TrackerProtocolViolations,
         BadRowType::SchemaViolations,
         BadRowType::EnrichmentFailures,
+        BadRowType::LoaderParsingError,
+        BadRowType::LoaderRuntimeError,
     ];
 
     /// The schema name: `size_violation`, `tracker_protocol_violations`, ….
@@ -63,6 +71,8 @@ impl BadRowType {
             BadRowType::TrackerProtocolViolations => "tracker_protocol_violations",
             BadRowType::SchemaViolations => "schema_violations",
             BadRowType::EnrichmentFailures => "enrichment_failures",
+            BadRowType::LoaderParsingError => "loader_parsing_error",
+            BadRowType::LoaderRuntimeError => "loader_runtime_error",
         }
     }
 
@@ -74,6 +84,8 @@ impl BadRowType {
             | BadRowType::AdapterFailures => "1-0-0",
             BadRowType::TrackerProtocolViolations => "1-0-1",
             BadRowType::SchemaViolations | BadRowType::EnrichmentFailures => "2-0-1",
+            BadRowType::LoaderParsingError => "2-0-0",
+            BadRowType::LoaderRuntimeError => "1-0-1",
         }
     }
 
@@ -224,6 +236,27 @@ impl BadRow {
             kind: BadRowType::EnrichmentFailures,
             failure: json!({ "timestamp": iso(now_ms), "messages": messages }),
             payload: enriched_payload(hit, version, params, partial),
+        }
+    }
+
+    /// An enriched event (`payload`, as read from Kafka or a file) that a loader could not read:
+    /// every reason.
+    pub fn loader_parsing_error(payload: &[u8], errors: &[String], now_ms: i64) -> BadRow {
+        let errors: Vec<Value> = errors.iter().map(|e| json!({ "message": e })).collect();
+        BadRow {
+            kind: BadRowType::LoaderParsingError,
+            failure: json!({ "timestamp": iso(now_ms), "type": "RowDecodingError", "errors": errors }),
+            payload: lossy(payload),
+        }
+    }
+
+    /// An enriched event that the sink `loader` (`clickhouse`, `elasticsearch`) refused for its
+    /// content, with the sink's reason.
+    pub fn loader_runtime_error(loader: &str, payload: &[u8], error: &str, now_ms: i64) -> BadRow {
+        BadRow {
+            kind: BadRowType::LoaderRuntimeError,
+            failure: json!({ "timestamp": iso(now_ms), "loader": loader, "error": error }),
+            payload: lossy(payload),
         }
     }
 

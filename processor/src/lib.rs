@@ -8,6 +8,7 @@
 //! - [`offline`]: `plow-processor enrich`, files in, files out;
 //! - [`stream`]: `plow-processor run`, Kafka in, Kafka out, offsets stored after acknowledgement;
 //! - [`inspect`]: `plow-processor parse`, what the collector library reads from each line.
+//! - [`sinks`]: the loaders, enriched events into ClickHouse and Elasticsearch.
 
 pub mod badrow;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod inspect;
 pub mod offline;
 pub mod output;
 pub mod pipeline;
+pub mod sinks;
 pub mod stream;
 
 pub use event::EnrichedEvent;
