@@ -466,7 +466,7 @@ start_nginx() {
 }
 
 start_kafka() {
-    local base="$DIR/kafka" port log mark pid rc=0 url tansu
+    local base="$DIR/kafka" port log mark pid rc=0 url tansu storage
     mkdir -p "$base" || die "cannot create $base"
     tansu=$(tansu_bin) || exit 1
     port=$(pick_ports kafka 1) || die "cannot pick a port for kafka"
@@ -475,12 +475,18 @@ start_kafka() {
     mark=$(($(size_of "$log") + 1))
     # Tansu resolves a sqlite:// URL against its working directory, even an absolute one
     # (sqlite:///abs/path opens ./abs/path), so it runs in $base with a relative URL.
+    # memory:// is much faster to read from but loses everything when the broker stops.
+    case ${PLOWLINE_KAFKA_STORAGE:-sqlite} in
+        sqlite) storage="sqlite://tansu.db" ;;
+        memory) storage="memory://tansu/" ;;
+        *) die "PLOWLINE_KAFKA_STORAGE must be sqlite or memory, not ${PLOWLINE_KAFKA_STORAGE}" ;;
+    esac
     NO_COLOR=1 RUST_LOG=${PLOWLINE_TANSU_LOG:-warn} launch kafka "$base" "$log" \
         "$tansu" broker \
         --cluster-id plowline \
         --listener-url "$url" \
         --advertised-listener-url "$url" \
-        --storage-engine "sqlite://tansu.db"
+        --storage-engine "$storage"
     pid=$(<"$DIR/run/kafka.pid")
     write_env_lines "$DIR/run/kafka.env" \
         "PLOWLINE_KAFKA_BROKERS=$LOOPBACK:$port" \

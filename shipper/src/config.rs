@@ -137,9 +137,13 @@ pub struct KafkaConfig {
     /// keeps memory bounded while the broker is away (the data waits in the log files).
     #[serde(default = "default_max_in_flight_messages")]
     pub max_in_flight_messages: usize,
-    /// Pause before re-sending from the last acknowledged offset after a delivery error.
+    /// Pause before re-sending from the last acknowledged offset after a delivery error; doubled
+    /// after each further failed round, up to `retry_backoff_max_ms`.
     #[serde(default = "default_retry_backoff_ms")]
     pub retry_backoff_ms: u64,
+    /// The longest pause between two re-sends while deliveries keep failing.
+    #[serde(default = "default_retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
     /// Any librdkafka property, passed through as is and applied last (TLS: `security.protocol`,
     /// `ssl.ca.location`, ...; SASL: `sasl.mechanisms`, `sasl.username`, ...;
     /// `message.timeout.ms`, ...).
@@ -202,6 +206,9 @@ fn default_max_in_flight_messages() -> usize {
 }
 fn default_retry_backoff_ms() -> u64 {
     1_000
+}
+fn default_retry_backoff_max_ms() -> u64 {
+    30_000
 }
 fn default_flush_interval_ms() -> u64 {
     1_000

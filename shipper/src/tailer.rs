@@ -14,7 +14,10 @@
 //!   and the new content is read from 0.
 //! - Reading pauses while `max_in_flight_messages` are unacknowledged. A failed delivery stops
 //!   the file; once its other messages have settled it is re-read from its acknowledged offset
-//!   after `retry_backoff_ms`. Nothing is ever dropped on a timeout.
+//!   after a backoff that doubles with each failed round (`retry_backoff_ms` up to
+//!   `retry_backoff_max_ms`). Until a delivery succeeds again, a failing file has at most
+//!   [`PROBE_IN_FLIGHT`] messages in flight, so a broker that is still away costs a few re-sent
+//!   lines, not a whole window of duplicates. Nothing is ever dropped on a timeout.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -39,6 +42,8 @@ const TAIL_BYTES: u64 = 64;
 const LINES_PER_TURN: usize = 2_000;
 /// A gzip file is read once it has not been modified for this long.
 const GZIP_SETTLE: Duration = Duration::from_secs(2);
+/// In-flight messages of a file whose last delivery round failed, until one succeeds.
+pub const PROBE_IN_FLIGHT: usize = 100;
 /// How long a clean stop waits for in-flight messages.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
@@ -67,6 +72,8 @@ struct Tracked {
     reader: Option<LineReader>,
     inflight: InFlight,
     retry_at: Option<Instant>,
+    /// Delivery rounds that failed since the last successful delivery of this file.
+    failed_rounds: u32,
     /// When the file stopped being matched by the globs.
     rotated_since: Option<Instant>,
     last_growth: Instant,
@@ -225,6 +232,9 @@ impl Tailer {
             return;
         };
         let ok = report.result.is_ok();
+        if ok {
+            t.failed_rounds = 0;
+        }
         if let Err(error) = &report.result {
             self.metrics.delivery_errors.fetch_add(1, Ordering::Relaxed);
             self.replace_producer = true;
@@ -253,7 +263,7 @@ impl Tailer {
     /// acknowledged offset and retry after the backoff. Recreates the producer after a fatal
     /// librdkafka error once nothing is in flight.
     fn settle_failures(&mut self, now: Instant) -> Result<(), TailerError> {
-        let backoff = Duration::from_millis(self.config.kafka.retry_backoff_ms);
+        let kafka = &self.config.kafka;
         let mut gone = Vec::new();
         for (key, t) in &mut self.files {
             if !t.inflight.failed() || t.inflight.pending() > 0 {
@@ -268,6 +278,12 @@ impl Tailer {
                             "cannot rewind the file to re-send; closing it");
                         t.reader = None;
                     }
+                    t.failed_rounds = t.failed_rounds.saturating_add(1);
+                    let backoff = retry_backoff(
+                        kafka.retry_backoff_ms,
+                        kafka.retry_backoff_max_ms,
+                        t.failed_rounds,
+                    );
                     t.retry_at = Some(now + backoff);
                     t.at_eof = false;
                 }
@@ -317,6 +333,9 @@ impl Tailer {
             for _ in 0..LINES_PER_TURN {
                 if in_flight >= max_in_flight {
                     return Ok(progressed);
+                }
+                if t.failed_rounds > 0 && t.inflight.pending() >= PROBE_IN_FLIGHT {
+                    break;
                 }
                 let line = match reader.next_line() {
                     Ok(Some(line)) => line,
@@ -660,6 +679,7 @@ impl Tailer {
                 reader: Some(reader),
                 inflight: InFlight::new(offset),
                 retry_at: None,
+                failed_rounds: 0,
                 rotated_since: None,
                 last_growth: now,
                 at_eof: false,
@@ -753,4 +773,31 @@ fn check_truncation(
         }
     }
     None
+}
+
+/// The wait before re-sending a file after its `failed_rounds`-th failed delivery round in a
+/// row: `base_ms` doubled each round, at most `max_ms`.
+fn retry_backoff(base_ms: u64, max_ms: u64, failed_rounds: u32) -> Duration {
+    let doublings = failed_rounds.saturating_sub(1).min(20);
+    Duration::from_millis(
+        base_ms
+            .saturating_mul(1 << doublings)
+            .min(max_ms.max(base_ms)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_doubles_up_to_the_maximum() {
+        let waits: Vec<u64> = (1..=7)
+            .map(|round| retry_backoff(200, 5_000, round).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(retry_backoff(200, 5_000, u32::MAX), Duration::from_secs(5));
+        // A maximum below the base never shortens the base.
+        assert_eq!(retry_backoff(1_000, 10, 3), Duration::from_secs(1));
+    }
 }
