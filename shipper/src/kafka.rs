@@ -19,6 +19,7 @@ use rdkafka::producer::{
 use rdkafka::ClientContext;
 
 use crate::config::KafkaConfig;
+use crate::watch::Wake;
 
 /// Why the producer cannot be created or a message cannot be queued.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub struct Report {
 /// The librdkafka client context: forwards delivery reports.
 #[derive(Debug)]
 pub struct Context {
-    reports: Sender<Report>,
+    reports: Sender<Wake>,
 }
 
 impl ClientContext for Context {}
@@ -77,10 +78,10 @@ impl ProducerContext for Context {
             Err((e, _)) => Err(e.to_string()),
         };
         // The receiver is gone only when the tailer stops; nothing to do then.
-        let _ = self.reports.send(Report {
+        let _ = self.reports.send(Wake::Delivery(Report {
             token: *token,
             result,
-        });
+        }));
     }
 }
 
@@ -149,7 +150,7 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 
 impl Producer {
     /// Creates the producer; reports go to `reports`.
-    pub fn new(config: &KafkaConfig, reports: Sender<Report>) -> Result<Self, KafkaClientError> {
+    pub fn new(config: &KafkaConfig, reports: Sender<Wake>) -> Result<Self, KafkaClientError> {
         let inner = client_config(config)
             .create_with_context(Context { reports })
             .map_err(|source| KafkaClientError::Create {

@@ -7,6 +7,7 @@
 //! - [`registry`]: acknowledged offsets per file identity, persisted atomically.
 //! - [`kafka`]: the librdkafka producer and its delivery reports.
 //! - [`metrics`]: counters and the `/metrics` + `/healthz` endpoint.
+//! - [`watch`]: wake-ups: delivery reports and inotify hints (the rescan stays the truth).
 //! - [`tailer`]: the loop that ties them together.
 //!
 //! The invariant: the registry only advances after Kafka's delivery report, over a contiguous
@@ -20,3 +21,4 @@ pub mod metrics;
 pub mod reader;
 pub mod registry;
 pub mod tailer;
+pub mod watch;

@@ -35,6 +35,7 @@ use crate::kafka::{KafkaClientError, Outgoing, Producer, Queued, Report, Token};
 use crate::metrics::{now_unix_ms, Metrics};
 use crate::reader::LineReader;
 use crate::registry::{Entry, InFlight, Registry, RegistryError, Tail};
+use crate::watch::{self, Wake, Watcher};
 
 /// Bytes before the acknowledged offset whose hash is kept in the registry.
 const TAIL_BYTES: u64 = 64;
@@ -44,6 +45,8 @@ const LINES_PER_TURN: usize = 2_000;
 const GZIP_SETTLE: Duration = Duration::from_secs(2);
 /// In-flight messages of a file whose last delivery round failed, until one succeeds.
 pub const PROBE_IN_FLIGHT: usize = 100;
+/// The longest the loop sleeps before it looks at the stop flag again.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 /// How long a clean stop waits for in-flight messages.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
@@ -127,8 +130,13 @@ pub struct Tailer {
     files: BTreeMap<u64, Tracked>,
     next_key: u64,
     producer: Producer,
-    reports_tx: Sender<Report>,
-    reports: Receiver<Report>,
+    reports_tx: Sender<Wake>,
+    /// Delivery reports and file-system hints.
+    reports: Receiver<Wake>,
+    /// Keeps the inotify watches alive.
+    _watcher: Watcher,
+    /// A file-system hint asked for a scan before the next periodic one.
+    rescan_requested: bool,
     metrics: Arc<Metrics>,
     host: String,
     registry_dirty: bool,
@@ -159,6 +167,11 @@ impl Tailer {
         );
         let (reports_tx, reports) = mpsc::channel();
         let producer = Producer::new(&config.kafka, reports_tx.clone())?;
+        let patterns = config
+            .inputs
+            .iter()
+            .flat_map(|i| i.include.iter().map(|p| p.as_str()));
+        let watcher = watch::watch(patterns, reports_tx.clone());
         Ok(Self {
             config,
             registry,
@@ -169,6 +182,8 @@ impl Tailer {
             producer,
             reports_tx,
             reports,
+            _watcher: watcher,
+            rescan_requested: false,
             metrics,
             host: host_name(),
             registry_dirty: first_start,
@@ -179,12 +194,13 @@ impl Tailer {
     /// Runs until `stop` is set, then flushes the producer and persists the registry.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), TailerError> {
         let scan_interval = Duration::from_millis(self.config.files.scan_interval_ms);
-        let poll = Duration::from_millis(self.config.files.poll_interval_ms);
+        // The stop flag is checked at least this often, whatever the poll interval.
+        let poll = Duration::from_millis(self.config.files.poll_interval_ms).min(STOP_CHECK);
         let mut next_scan = Instant::now();
         let mut last_flush = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            if now >= next_scan {
+            if now >= next_scan || std::mem::take(&mut self.rescan_requested) {
                 self.scan(now);
                 next_scan = now + scan_interval;
             }
@@ -198,7 +214,7 @@ impl Tailer {
             }
             if !progressed {
                 match self.reports.recv_timeout(poll) {
-                    Ok(report) => self.handle_report(report),
+                    Ok(wake) => self.handle_wake(wake),
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
                 }
             }
@@ -222,8 +238,15 @@ impl Tailer {
     }
 
     fn drain_reports(&mut self) {
-        while let Ok(report) = self.reports.try_recv() {
-            self.handle_report(report);
+        while let Ok(wake) = self.reports.try_recv() {
+            self.handle_wake(wake);
+        }
+    }
+
+    fn handle_wake(&mut self, wake: Wake) {
+        match wake {
+            Wake::Delivery(report) => self.handle_report(report),
+            Wake::Files { rescan } => self.rescan_requested |= rescan,
         }
     }
 

@@ -261,3 +261,44 @@ fn a_line_over_the_maximum_is_shipped_cut_and_marked() {
     assert_eq!(got[2].value, "after");
     shipper.stop();
 }
+
+/// With the periodic scan slowed to a minute, a file created after the start is shipped within
+/// seconds: inotify woke the shipper and asked for a scan.
+#[test]
+fn inotify_finds_new_files_and_lines_before_the_next_scan() {
+    let Case {
+        serial: _serial,
+        broker,
+        dir,
+        topic,
+        config,
+    } = Case::new("inotify", 1, "tracker*.log", "");
+    let slow = fs::read_to_string(&config)
+        .unwrap()
+        .replace("scan_interval_ms = 200", "scan_interval_ms = 60000");
+    fs::write(&config, slow).unwrap();
+    let shipper = Shipper::start(&dir, &config);
+    // Let the first scan (of an empty directory) happen.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = dir.join("logs/tracker.log");
+    let mut expected = lines("new", 0..100);
+    append(&log, expected.clone());
+    let got = consume(
+        &broker.brokers,
+        &topic,
+        expected.len(),
+        Duration::from_secs(20),
+    );
+    assert_exactly_once(&got, &expected, &shipper.log_text());
+    let more = lines("more", 0..100);
+    append(&log, more.clone());
+    expected.extend(more);
+    let got = consume(
+        &broker.brokers,
+        &topic,
+        expected.len(),
+        Duration::from_secs(20),
+    );
+    assert_exactly_once(&got, &expected, &shipper.log_text());
+    shipper.stop();
+}
