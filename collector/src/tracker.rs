@@ -13,7 +13,9 @@
 //!    one go as a [`Violation`], so one bad row can carry all the messages.
 //! 3. **Self-describing JSON.** [`SchemaKey`] and [`SelfDescribing`] model Iglu schema URIs and
 //!    `{"schema":…,"data":…}` documents; [`parse_unstruct_event`] and [`parse_contexts`] unwrap the
-//!    `unstruct_event` and `contexts` envelopes carried by `ue_pr`/`ue_px` and `co`/`cx`.
+//!    `unstruct_event` and `contexts` envelopes carried by `ue_pr`/`ue_px` and `co`/`cx`. The
+//!    `data` of each document is kept as [`JsonText`]: validated once and held in the exact
+//!    compact form `serde_json` writes, so output copies it instead of re-serializing a value.
 //!
 //! # Decisions where the protocol is loose
 //!
@@ -54,6 +56,7 @@
 
 mod event;
 mod iglu;
+mod json_text;
 mod query;
 mod scalar;
 mod tp2;
@@ -64,6 +67,7 @@ pub use iglu::{
     parse_contexts, parse_unstruct_event, JsonType, PayloadError, SchemaKey, SchemaKeyError,
     SelfDescribing, SelfDescribingError,
 };
+pub use json_text::JsonText;
 pub use query::{parse_query, Param, Params};
 pub use scalar::{Decimal, Dimensions, Uuid};
 pub use tp2::{parse_tp2, Tp2Error};

@@ -10,6 +10,8 @@ use base64::{DecodeError, Engine as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::json_text::{Canonicalizer, JsonText};
+
 /// Snowplow's own Iglu vendor.
 const SNOWPLOW: &str = "com.snowplowanalytics.snowplow";
 
@@ -105,14 +107,7 @@ impl SchemaKey {
         let rest = uri
             .strip_prefix("iglu:")
             .ok_or_else(|| fail("must start with `iglu:`"))?;
-        let mut parts = rest.split('/');
-        let (Some(vendor), Some(name), Some(format), Some(version), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Some([vendor, name, format, version]) = split_exact(rest, b'/') else {
             return Err(fail("expected four parts, vendor/name/format/version"));
         };
         let word = |text: &str, dots: bool| {
@@ -132,13 +127,9 @@ impl SchemaKey {
         }
         let bad_version =
             || fail("version must be MODEL-REVISION-ADDITION, MODEL ≥ 1, no leading zeros");
-        let mut numbers = version.split('-').map(schemaver_number);
-        let (Some(Some(model)), Some(Some(revision)), Some(Some(addition)), None) = (
-            numbers.next(),
-            numbers.next(),
-            numbers.next(),
-            numbers.next(),
-        ) else {
+        let Some([Some(model), Some(revision), Some(addition)]) =
+            split_exact(version, b'-').map(|numbers: [&str; 3]| numbers.map(schemaver_number))
+        else {
             return Err(bad_version());
         };
         if model == 0 {
@@ -163,6 +154,22 @@ impl SchemaKey {
     pub fn matches(&self, vendor: &str, name: &str, format: &str, model: u32) -> bool {
         self.vendor == vendor && self.name == name && self.format == format && self.model == model
     }
+}
+
+/// `text` split at every `sep` into exactly `N` parts.
+fn split_exact<const N: usize>(text: &str, sep: u8) -> Option<[&str; N]> {
+    let mut parts = [""; N];
+    let mut rest = text;
+    for part in &mut parts[..N - 1] {
+        let at = rest.bytes().position(|b| b == sep)?;
+        *part = &rest[..at];
+        rest = &rest[at + 1..];
+    }
+    if rest.bytes().any(|b| b == sep) {
+        return None;
+    }
+    parts[N - 1] = rest;
+    Some(parts)
 }
 
 /// One SchemaVer number: `0` or digits without a leading zero, fitting a `u32`.
@@ -210,8 +217,8 @@ impl<'de> Deserialize<'de> for SchemaKey {
 pub struct SelfDescribing {
     /// The schema `data` claims to follow.
     pub schema: SchemaKey,
-    /// The instance itself.
-    pub data: Value,
+    /// The instance itself, as canonical JSON text.
+    pub data: JsonText,
 }
 
 /// JSON that is not a self-describing document.
@@ -244,25 +251,34 @@ impl SelfDescribing {
     /// Reads a self-describing document out of a JSON value. Keys other than `schema` and `data`
     /// are ignored.
     pub fn from_value(value: Value) -> Result<SelfDescribing, SelfDescribingError> {
-        let Value::Object(mut object) = value else {
-            return Err(SelfDescribingError::NotAnObject {
-                found: JsonType::of(&value),
-            });
-        };
-        let schema = match object.remove("schema") {
-            None => return Err(SelfDescribingError::MissingSchema),
-            Some(Value::String(uri)) => SchemaKey::parse(&uri)?,
-            Some(other) => {
-                return Err(SelfDescribingError::SchemaNotAString {
-                    found: JsonType::of(&other),
-                })
-            }
-        };
-        let data = object
-            .remove("data")
-            .ok_or(SelfDescribingError::MissingData)?;
-        Ok(SelfDescribing { schema, data })
+        let (schema, data) = schema_and_data(value)?;
+        Ok(SelfDescribing {
+            schema,
+            data: JsonText::from_value(&data),
+        })
     }
+}
+
+/// The schema and the `data` of a self-describing document, `data` left a `Value`.
+fn schema_and_data(value: Value) -> Result<(SchemaKey, Value), SelfDescribingError> {
+    let Value::Object(mut object) = value else {
+        return Err(SelfDescribingError::NotAnObject {
+            found: JsonType::of(&value),
+        });
+    };
+    let schema = match object.remove("schema") {
+        None => return Err(SelfDescribingError::MissingSchema),
+        Some(Value::String(uri)) => SchemaKey::parse(&uri)?,
+        Some(other) => {
+            return Err(SelfDescribingError::SchemaNotAString {
+                found: JsonType::of(&other),
+            })
+        }
+    };
+    let data = object
+        .remove("data")
+        .ok_or(SelfDescribingError::MissingData)?;
+    Ok((schema, data))
 }
 
 /// Why an `ue_pr`/`ue_px`/`co`/`cx` payload could not be read.
@@ -326,9 +342,7 @@ const CONTEXTS_CRITERION: &str = "iglu:com.snowplowanalytics.snowplow/contexts/j
 /// The envelope must be `iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-*-*`
 /// (in practice 1-0-0) and its `data` a self-describing document.
 pub fn parse_unstruct_event(json: &[u8]) -> Result<SelfDescribing, PayloadError> {
-    let envelope = envelope(json, "unstruct_event", UNSTRUCT_CRITERION)?;
-    SelfDescribing::from_value(envelope.data)
-        .map_err(|error| PayloadError::Entity { index: None, error })
+    fast_unstruct_event(json).map_or_else(|| unstruct_event_by_value(json), Ok)
 }
 
 /// Reads a `contexts` envelope (`co` text, or decoded `cx`) and returns the entities it wraps.
@@ -336,10 +350,22 @@ pub fn parse_unstruct_event(json: &[u8]) -> Result<SelfDescribing, PayloadError>
 /// The envelope must be `iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-*-*` (1-0-0
 /// or 1-0-1) and its `data` an array of self-describing documents (possibly empty).
 pub fn parse_contexts(json: &[u8]) -> Result<Vec<SelfDescribing>, PayloadError> {
+    fast_contexts(json).map_or_else(|| contexts_by_value(json), Ok)
+}
+
+/// [`parse_unstruct_event`] through a `serde_json::Value`: every input, every error.
+fn unstruct_event_by_value(json: &[u8]) -> Result<SelfDescribing, PayloadError> {
+    let envelope = envelope(json, "unstruct_event", UNSTRUCT_CRITERION)?;
+    SelfDescribing::from_value(envelope)
+        .map_err(|error| PayloadError::Entity { index: None, error })
+}
+
+/// [`parse_contexts`] through a `serde_json::Value`: every input, every error.
+fn contexts_by_value(json: &[u8]) -> Result<Vec<SelfDescribing>, PayloadError> {
     let envelope = envelope(json, "contexts", CONTEXTS_CRITERION)?;
-    let Value::Array(entities) = envelope.data else {
+    let Value::Array(entities) = envelope else {
         return Err(PayloadError::ContextsNotAnArray {
-            found: JsonType::of(&envelope.data),
+            found: JsonType::of(&envelope),
         });
     };
     entities
@@ -354,21 +380,110 @@ pub fn parse_contexts(json: &[u8]) -> Result<Vec<SelfDescribing>, PayloadError> 
         .collect()
 }
 
-fn envelope(
-    json: &[u8],
-    name: &str,
-    criterion: &'static str,
-) -> Result<SelfDescribing, PayloadError> {
+/// Checks the envelope and returns its `data` as a `Value`.
+fn envelope(json: &[u8], name: &str, criterion: &'static str) -> Result<Value, PayloadError> {
     let value: Value =
         serde_json::from_slice(json).map_err(|err| PayloadError::NotJson(err.to_string()))?;
-    let envelope = SelfDescribing::from_value(value).map_err(PayloadError::NotSelfDescribing)?;
-    if !envelope.schema.matches(SNOWPLOW, name, "jsonschema", 1) {
+    let (schema, data) = schema_and_data(value).map_err(PayloadError::NotSelfDescribing)?;
+    if !schema.matches(SNOWPLOW, name, "jsonschema", 1) {
         return Err(PayloadError::WrongEnvelope {
-            found: envelope.schema,
+            found: schema,
             expected: criterion,
         });
     }
-    Ok(envelope)
+    Ok(data)
+}
+
+/// [`parse_unstruct_event`] in one pass, for the shape trackers send; `None` otherwise.
+fn fast_unstruct_event(json: &[u8]) -> Option<SelfDescribing> {
+    fast_envelope(json, "unstruct_event", |reader| reader.self_describing())
+}
+
+/// [`parse_contexts`] in one pass, for the shape trackers send; `None` otherwise.
+fn fast_contexts(json: &[u8]) -> Option<Vec<SelfDescribing>> {
+    fast_envelope(json, "contexts", |reader| {
+        reader.expect(b'[')?;
+        let mut entities = Vec::new();
+        if reader.peek_token()? == b']' {
+            reader.expect(b']')?;
+            return Some(entities);
+        }
+        loop {
+            entities.push(reader.self_describing()?);
+            match reader.peek_token()? {
+                b',' => reader.expect(b',')?,
+                _ => break,
+            }
+        }
+        reader.expect(b']')?;
+        Some(entities)
+    })
+}
+
+/// The fast path of the envelope readers: UTF-8 text in the shape trackers send, read in one
+/// pass with `data` kept as canonical text. `None` for anything else (including every error),
+/// which the `serde_json` path then reads or explains.
+fn fast_envelope<T>(
+    json: &[u8],
+    name: &str,
+    data: impl FnOnce(&mut Canonicalizer<'_>) -> Option<T>,
+) -> Option<T> {
+    let text = std::str::from_utf8(json).ok()?;
+    let mut reader = Canonicalizer::new(text);
+    let (schema, data) = reader.schema_and(data)?;
+    (is_envelope(schema, name) && reader.at_end()).then_some(data)
+}
+
+/// Whether `uri` is `iglu:com.snowplowanalytics.snowplow/<name>/jsonschema/1-*-*`: what
+/// [`SchemaKey::parse`] and [`SchemaKey::matches`] would say, without building the key.
+fn is_envelope(uri: &str, name: &str) -> bool {
+    let version = uri
+        .strip_prefix("iglu:")
+        .and_then(|rest| rest.strip_prefix(SNOWPLOW))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix("/jsonschema/1-"));
+    version
+        .and_then(|version| split_exact(version, b'-'))
+        .is_some_and(|[revision, addition]| {
+            schemaver_number(revision).is_some() && schemaver_number(addition).is_some()
+        })
+}
+
+impl<'t> Canonicalizer<'t> {
+    /// A `{"schema":…,"data":…}` object with exactly these two keys, in either order, the
+    /// schema a string without escapes (returned as it is); `data` read by `data`.
+    fn schema_and<T>(&mut self, data: impl FnOnce(&mut Self) -> Option<T>) -> Option<(&'t str, T)> {
+        self.expect(b'{')?;
+        let mut data = Some(data);
+        let (mut schema, mut value) = (None, None);
+        loop {
+            match self.plain_string()? {
+                "schema" if schema.is_none() => {
+                    self.expect(b':')?;
+                    schema = Some(self.plain_string()?);
+                }
+                "data" if value.is_none() => {
+                    self.expect(b':')?;
+                    value = Some(data.take()?(self)?);
+                }
+                _ => return None,
+            }
+            match self.peek_token()? {
+                b',' => self.expect(b',')?,
+                _ => break,
+            }
+        }
+        self.expect(b'}')?;
+        Some((schema?, value?))
+    }
+
+    /// A self-describing entity whose `data` is any JSON value.
+    fn self_describing(&mut self) -> Option<SelfDescribing> {
+        let (schema, data) = self.schema_and(|reader| reader.json_text())?;
+        let schema = SchemaKey::parse(schema).ok()?;
+        Some(SelfDescribing { schema, data })
+    }
 }
 
 /// Base64 with the standard alphabet, padding optional, non-zero trailing bits tolerated.
@@ -487,8 +602,8 @@ mod tests {
             event.schema.to_string(),
             "iglu:com.acme/button_click/jsonschema/1-0-0"
         );
-        assert_eq!(event.data["label"], "Buy \"now\"\tplease");
-        assert_eq!(event.data["price"], 9.5);
+        assert_eq!(event.data.to_value()["label"], "Buy \"now\"\tplease");
+        assert_eq!(event.data.to_value()["price"], 9.5);
     }
 
     #[test]
@@ -496,7 +611,7 @@ mod tests {
         let entities = parse_contexts(CO.as_bytes()).unwrap();
         assert_eq!(entities.len(), 2);
         assert_eq!(entities[0].schema.name, "web_page");
-        assert_eq!(entities[1].data["name"], "Zoë 東京 🚀");
+        assert_eq!(entities[1].data.to_value()["name"], "Zoë 東京 🚀");
         let empty = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[]}"#;
         assert_eq!(parse_contexts(empty.as_bytes()).unwrap(), []);
     }
@@ -551,6 +666,61 @@ mod tests {
             the unstruct event is not self-describing JSON: "schema" must be a string, found number
         "#]]
         .assert_eq(&(messages.join("\n") + "\n"));
+    }
+
+    /// The envelopes as trackers send them (compact, with whitespace, ASCII-only escapes,
+    /// keys in any order) read by the fast path exactly as through a `Value`; anything unusual
+    /// is left to the `Value` path.
+    #[test]
+    fn the_fast_path_reads_what_the_value_path_reads() {
+        let spaced = r#" { "data" : [ { "data" : { "sku" : "B\u00f6\"t\"" , "price" : 99.50, "n" : [1, -0, 1E2] } , "schema" : "iglu:com.acme/productEntity/jsonschema/1-0-2" } ] ,
+            "schema" : "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0" } "#;
+        let empty = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[]}"#;
+        for json in [CO, spaced, empty] {
+            let fast = fast_contexts(json.as_bytes());
+            assert!(fast.is_some(), "{json}");
+            assert_eq!(fast, contexts_by_value(json.as_bytes()).ok(), "{json}");
+        }
+        let fast = fast_unstruct_event(UE.as_bytes());
+        assert!(fast.is_some());
+        assert_eq!(fast, unstruct_event_by_value(UE.as_bytes()).ok());
+
+        let unusual = [
+            // duplicate and extra keys, escaped keys, wrong envelope, trailing text, bad JSON
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[],"data":[]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[],"x":1}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{"schema":"iglu:a/b/c/1-0-0","data":{"a":1,"a":2}}]}"#,
+            r#"{"sch\u0065ma":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/2-0-0","data":[]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[]} x"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{"schema":"iglu:a/b/c/1-0-0"}]}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":{}}"#,
+            r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[}"#,
+        ];
+        for json in unusual {
+            assert_eq!(fast_contexts(json.as_bytes()), None, "{json}");
+        }
+        assert_eq!(fast_contexts(b"{\"schema\":\"\xff\"}"), None);
+    }
+
+    #[test]
+    fn envelope_schemas_are_checked_like_schema_keys() {
+        for uri in [
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-12-0",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-01-0",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0-0",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0/x",
+            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/10-0-0",
+            "iglu:com.snowplowanalytics.snowplow/contextsx/jsonschema/1-0-0",
+            "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+        ] {
+            let by_key = SchemaKey::parse(uri)
+                .is_ok_and(|key| key.matches(SNOWPLOW, "contexts", "jsonschema", 1));
+            assert_eq!(is_envelope(uri, "contexts"), by_key, "{uri}");
+        }
     }
 
     #[test]

@@ -115,14 +115,28 @@ impl<'a> Params<'a> {
 
 impl<'a> FromIterator<Param<'a>> for Params<'a> {
     fn from_iter<I: IntoIterator<Item = Param<'a>>>(iter: I) -> Self {
-        let all: Vec<Param<'a>> = iter.into_iter().collect();
+        Params::from_vec(iter.into_iter().collect())
+    }
+}
+
+impl<'a> Params<'a> {
+    /// The parameters of `all`, in order, later occurrences of a key set aside. Without
+    /// duplicates (the usual case) `all` is kept as it is.
+    fn from_vec(all: Vec<Param<'a>>) -> Self {
         let duplicate = find_duplicates(&all);
+        if duplicate.is_empty() {
+            return Params {
+                params: all,
+                duplicates: Vec::new(),
+            };
+        }
         let mut params = Params {
-            params: Vec::with_capacity(all.len()),
-            duplicates: Vec::new(),
+            params: Vec::with_capacity(all.len() - duplicate.len()),
+            duplicates: Vec::with_capacity(duplicate.len()),
         };
-        for (param, is_duplicate) in all.into_iter().zip(duplicate) {
-            if is_duplicate {
+        let mut duplicate = duplicate.into_iter().peekable();
+        for (i, param) in all.into_iter().enumerate() {
+            if duplicate.next_if_eq(&i).is_some() {
                 params.duplicates.push(param);
             } else {
                 params.params.push(param);
@@ -132,15 +146,18 @@ impl<'a> FromIterator<Param<'a>> for Params<'a> {
     }
 }
 
-/// Marks every occurrence of a key after its first.
-fn find_duplicates(all: &[Param<'_>]) -> Vec<bool> {
-    let mut duplicate = vec![false; all.len()];
+/// The indices of every occurrence of a key after its first, ascending.
+fn find_duplicates(all: &[Param<'_>]) -> Vec<usize> {
+    let mut duplicate = Vec::new();
     if all.len() <= 64 {
         // A tracker hit has a few dozen keys: compare cheap fingerprints pairwise, and the keys
         // themselves only when the fingerprints agree.
-        let prints: Vec<u64> = all.iter().map(|p| fingerprint(&p.key)).collect();
-        for i in 1..all.len() {
-            duplicate[i] = (0..i).any(|j| prints[j] == prints[i] && all[j].key == all[i].key);
+        let mut prints = [0u64; 64];
+        for (i, param) in all.iter().enumerate() {
+            prints[i] = fingerprint(&param.key);
+            if (0..i).any(|j| prints[j] == prints[i] && all[j].key == param.key) {
+                duplicate.push(i);
+            }
         }
     } else {
         // Hostile bodies may carry many thousands of keys: a stable sort of indices by key finds
@@ -149,9 +166,10 @@ fn find_duplicates(all: &[Param<'_>]) -> Vec<bool> {
         order.sort_by(|&a, &b| all[a].key.cmp(&all[b].key).then(a.cmp(&b)));
         for pair in order.windows(2) {
             if all[pair[0]].key == all[pair[1]].key {
-                duplicate[pair[1]] = true;
+                duplicate.push(pair[1]);
             }
         }
+        duplicate.sort_unstable();
     }
     duplicate
 }
@@ -194,26 +212,25 @@ impl Serialize for Params<'_> {
 /// Bytes that do not form UTF-8 are replaced with U+FFFD and the parameter is flagged
 /// ([`Param::invalid_utf8`]). Never fails: any byte string yields some parameters.
 pub fn parse_query(query: &[u8]) -> Params<'_> {
-    query
-        .split(|&b| b == b'&')
-        .filter_map(|pair| {
-            let (key, value) = match memchr(b'=', pair) {
-                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-                None => (pair, &pair[pair.len()..]),
-            };
-            if key.is_empty() && value.is_empty() {
-                return None;
-            }
-            let (key, bad_key) = form_decode(key);
-            let (value, bad_value) = form_decode(value);
-            Some(Param {
-                key,
-                value,
-                invalid_utf8: bad_key || bad_value,
-                json_type: None,
-            })
+    let mut all = Vec::with_capacity(memchr::memchr_iter(b'&', query).count() + 1);
+    all.extend(query.split(|&b| b == b'&').filter_map(|pair| {
+        let (key, value) = match memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        if key.is_empty() && value.is_empty() {
+            return None;
+        }
+        let (key, bad_key) = form_decode(key);
+        let (value, bad_value) = form_decode(value);
+        Some(Param {
+            key,
+            value,
+            invalid_utf8: bad_key || bad_value,
+            json_type: None,
         })
-        .collect()
+    }));
+    Params::from_vec(all)
 }
 
 /// Form-decodes one key or value; returns the text and whether it was invalid UTF-8.
@@ -224,30 +241,24 @@ fn form_decode(raw: &[u8]) -> (Cow<'_, str>, bool) {
             Err(_) => (String::from_utf8_lossy(raw), true),
         };
     }
+    // Values that need decoding are often dense with escapes (a percent-encoded JSON `co`): one
+    // pass over the bytes beats searching for each escape.
     let mut bytes = Vec::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(at) = memchr2(b'%', b'+', rest) {
-        bytes.extend_from_slice(&rest[..at]);
-        if rest[at] == b'+' {
-            bytes.push(b' ');
-            rest = &rest[at + 1..];
-            continue;
-        }
-        match (
-            rest.get(at + 1).and_then(hex),
-            rest.get(at + 2).and_then(hex),
-        ) {
-            (Some(high), Some(low)) => {
-                bytes.push(high << 4 | low);
-                rest = &rest[at + 3..];
-            }
-            _ => {
-                bytes.push(b'%');
-                rest = &rest[at + 1..];
-            }
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        i += 1;
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => match (raw.get(i).and_then(hex), raw.get(i + 1).and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    bytes.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            b => bytes.push(b),
         }
     }
-    bytes.extend_from_slice(rest);
     match String::from_utf8(bytes) {
         Ok(text) => (Cow::Owned(text), false),
         Err(err) => (

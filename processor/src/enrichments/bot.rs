@@ -14,6 +14,7 @@ use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::user_agent::UaInfo;
 use super::EnrichmentsError;
 use crate::event::EnrichedEvent;
 
@@ -164,17 +165,36 @@ impl Bot {
     /// Adds the context to `event` when it has a user agent; `spider_by_uap` is the user-agent
     /// enrichment's verdict (its device family is `Spider`).
     pub fn apply(&self, event: &mut EnrichedEvent, spider_by_uap: bool) {
-        let Some(user_agent) = event
-            .useragent
-            .as_deref()
-            .filter(|ua| !ua.trim().is_empty())
-        else {
-            return;
-        };
-        let robot = spider_by_uap || self.is_robot(user_agent);
+        if let Some(user_agent) = user_agent(event) {
+            let robot = spider_by_uap || self.is_robot(user_agent);
+            self.push(event, robot);
+        }
+    }
+
+    /// [`apply`](Bot::apply) when the user-agent enrichment has parsed `event`'s user agent
+    /// into `parsed`: the pattern verdict is cached there, so repeated agents are matched once.
+    pub fn apply_parsed(&self, event: &mut EnrichedEvent, parsed: &UaInfo) {
+        if let Some(user_agent) = user_agent(event) {
+            let robot = parsed.device.family == "Spider"
+                || *parsed
+                    .robot_by_patterns
+                    .get_or_init(|| self.is_robot(user_agent));
+            self.push(event, robot);
+        }
+    }
+
+    fn push(&self, event: &mut EnrichedEvent, robot: bool) {
         let context = if robot { &self.robot } else { &self.browser };
         event.derived_contexts.push(context.clone());
     }
+}
+
+/// The user agent of `event`, unless absent or blank.
+fn user_agent(event: &EnrichedEvent) -> Option<&str> {
+    event
+        .useragent
+        .as_deref()
+        .filter(|ua| !ua.trim().is_empty())
 }
 
 /// The context for a verdict.
@@ -198,7 +218,8 @@ fn context(robot: bool) -> SelfDescribing {
             "category": category,
             "reason": reason,
             "primaryImpact": "NONE",
-        }),
+        })
+        .into(),
     }
 }
 
@@ -215,7 +236,7 @@ mod tests {
         assert!(event.derived_contexts.len() <= 1);
         event.derived_contexts.pop().map(|context| {
             assert_eq!(context.schema.to_string(), SPIDERS_AND_ROBOTS_SCHEMA);
-            context.data
+            context.data.to_value()
         })
     }
 

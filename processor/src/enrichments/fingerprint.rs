@@ -178,7 +178,8 @@ fn duplicate_context(fingerprint: &str, first_id: Option<&str>) -> SelfDescribin
         data: json!({
             "fingerprint": fingerprint,
             "originalEventId": first_id.map_or(Value::Null, Value::from),
-        }),
+        })
+        .into(),
     }
 }
 

@@ -214,3 +214,4 @@ fn lookup_failure(db: &Database, ip: IpAddr, error: &maxminddb::MaxMindDbError) 
 
 #[cfg(test)]
 mod tests;
+pub mod writer;

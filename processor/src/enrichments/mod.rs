@@ -162,12 +162,15 @@ impl Enrichments {
     /// failure is a geo record that cannot be decoded (a corrupt database).
     pub fn apply(&self, event: &mut EnrichedEvent, params: &Params<'_>) -> Vec<String> {
         let mut failures = Vec::new();
-        let mut spider_by_uap = false;
-        if let Some(user_agent) = &self.user_agent {
-            spider_by_uap = user_agent.apply(event);
-        }
+        let parsed = self
+            .user_agent
+            .as_ref()
+            .and_then(|user_agent| user_agent.apply_parsed(event));
         if let Some(bot) = &self.bot {
-            bot.apply(event, spider_by_uap);
+            match &parsed {
+                Some(parsed) => bot.apply_parsed(event, parsed),
+                None => bot.apply(event, false),
+            }
         }
         if let Some(referer) = &self.referer {
             referer.apply(event);

@@ -341,3 +341,29 @@ fn enrichments_are_shared_across_threads() {
         }
     });
 }
+
+#[test]
+fn the_bot_verdict_cached_with_the_user_agent_is_the_same_every_time() {
+    let enrichments = Enrichments::new(&EnrichmentsConfig::default()).unwrap();
+    let verdict = |user_agent: &str| {
+        let mut event = EnrichedEvent {
+            useragent: Some(user_agent.into()),
+            ..EnrichedEvent::default()
+        };
+        enrichments.apply(&mut event, &Params::new());
+        let context = event
+            .derived_contexts
+            .iter()
+            .find(|c| c.schema.name == "spiders_and_robots")
+            .expect("a bot context");
+        context.data.to_value()["spiderOrRobot"].clone()
+    };
+    // A spider by uap-core, a robot by the patterns only, a browser: twice each, the second
+    // time from the user-agent cache.
+    let googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    for _ in 0..2 {
+        assert_eq!(verdict(googlebot), true);
+        assert_eq!(verdict("python-requests/2.31.0"), true);
+        assert_eq!(verdict(CHROME), false);
+    }
+}

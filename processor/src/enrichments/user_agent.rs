@@ -31,9 +31,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use plowline_collector::tracker::{SchemaKey, SelfDescribing};
+use plowline_collector::tracker::{JsonText, SchemaKey, SelfDescribing};
 use regex::bytes::{Captures, Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -219,7 +219,10 @@ pub struct UaInfo {
     /// `dvce_type` is `Mobile` or `Tablet`.
     pub dvce_ismobile: bool,
     /// The `ua_parser_context` entity's data.
-    pub context: Value,
+    pub context: JsonText,
+    /// The bot enrichment's pattern verdict on this user agent, computed the first time it is
+    /// needed and cached with the parse.
+    pub robot_by_patterns: OnceLock<bool>,
 }
 
 /// The user-agent enrichment: compiled rules and the cache.
@@ -351,13 +354,17 @@ impl UserAgent {
     /// `ua_parser_context`; does nothing when the user agent is absent or blank. Returns whether
     /// uap-core calls the device a `Spider`.
     pub fn apply(&self, event: &mut EnrichedEvent) -> bool {
-        let Some(ua) = event
+        self.apply_parsed(event)
+            .is_some_and(|info| info.device.family == "Spider")
+    }
+
+    /// [`apply`](UserAgent::apply), returning the parse it used (`None` when the user agent is
+    /// absent or blank).
+    pub fn apply_parsed(&self, event: &mut EnrichedEvent) -> Option<Arc<UaInfo>> {
+        let ua = event
             .useragent
             .as_deref()
-            .filter(|ua| !ua.trim().is_empty())
-        else {
-            return false;
-        };
+            .filter(|ua| !ua.trim().is_empty())?;
         let info = self.lookup(ua);
         event.br_family = Some(info.user_agent.family.clone());
         event.br_name = Some(info.br_name.clone());
@@ -373,7 +380,7 @@ impl UserAgent {
             schema: self.schema.clone(),
             data: info.context.clone(),
         });
-        info.device.family == "Spider"
+        Some(info)
     }
 
     /// The parse of `ua`, from the cache when it is there.
@@ -627,7 +634,8 @@ fn derive(ua: &str, user_agent: Versioned, os: Versioned, device: Device) -> UaI
         os_manufacturer,
         dvce_type,
         dvce_ismobile,
-        context: Value::Object(context),
+        context: JsonText::from_value(&Value::Object(context)),
+        robot_by_patterns: OnceLock::new(),
         user_agent,
         os,
         device,

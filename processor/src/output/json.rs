@@ -7,7 +7,6 @@
 //! Written straight into a byte buffer: no intermediate `serde_json::Value` per event.
 
 use plowline_collector::tracker::{SchemaKey, SelfDescribing};
-use serde_json::Value;
 
 use crate::event::FieldVisitor;
 use crate::EnrichedEvent;
@@ -31,7 +30,7 @@ pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
         first = false;
         flat_key("unstruct_event_", &unstruct.schema, out);
         out.extend_from_slice(b"\":");
-        write_value(&unstruct.data, out);
+        out.extend_from_slice(unstruct.data.as_str().as_bytes());
     }
     // Group the entities by flattened key, in order of first appearance: keys are written once
     // into `keys`, and each entity remembers its group.
@@ -70,7 +69,7 @@ pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
             if i > 0 {
                 out.push(b',');
             }
-            write_value(&entity.data, out);
+            out.extend_from_slice(entity.data.as_str().as_bytes());
         }
         out.push(b']');
     }
@@ -198,16 +197,42 @@ pub(crate) fn write_f64(value: f64, out: &mut Vec<u8>) {
     }
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) {
-    // Writing a `Value` into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+/// Appends `document` as `{"schema":"iglu:…","data":…}`, as serde would write it.
+pub fn write_self_describing(document: &SelfDescribing, out: &mut Vec<u8>) {
+    // A schema key's characters need no escaping in a JSON string.
+    out.extend_from_slice(b"{\"schema\":\"");
+    let schema = &document.schema;
+    for (prefix, part) in [
+        ("iglu:", &schema.vendor),
+        ("/", &schema.name),
+        ("/", &schema.format),
+    ] {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    for (prefix, number) in [
+        ("/", schema.model),
+        ("-", schema.revision),
+        ("-", schema.addition),
+    ] {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
+    }
+    out.extend_from_slice(b"\",\"data\":");
+    out.extend_from_slice(document.data.as_str().as_bytes());
+    out.push(b'}');
 }
 
 /// Appends `text` as a JSON string, quotes included.
 pub fn write_str(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    // No early exit: the compiler vectorizes the whole scan, which beats stopping early on the
+    // short values of an event.
+    let clean = bytes.iter().fold(true, |clean, &b| {
+        clean & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if clean {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -241,12 +266,12 @@ pub fn write_str(text: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn sd(uri: &str, data: Value) -> SelfDescribing {
         SelfDescribing {
             schema: SchemaKey::parse(uri).unwrap(),
-            data,
+            data: data.into(),
         }
     }
 

@@ -47,35 +47,33 @@ pub(crate) fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     )
 }
 
-/// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm`.
+/// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm` (a year outside 0–9999 written as it is).
 pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
     let (year, month, day, hour, minute, second, milli) = civil(ms);
-    if (0..=9999).contains(&year) {
-        let year = year as u32;
-        push_digits(out, year / 100, 2);
-        push_digits(out, year % 100, 2);
+    // Formatted in a fixed buffer and appended at once.
+    let mut text = *b"0000-00-00 00:00:00.000";
+    text[10] = sep;
+    let four_digit_year = u32::try_from(year).ok().filter(|year| *year <= 9999);
+    for (at, value, width) in [
+        (0, four_digit_year.unwrap_or(0), 4),
+        (5, month, 2),
+        (8, day, 2),
+        (11, hour, 2),
+        (14, minute, 2),
+        (17, second, 2),
+        (20, milli, 3),
+    ] {
+        let mut value = value;
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    if four_digit_year.is_some() {
+        out.extend_from_slice(&text);
     } else {
         out.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
-    }
-    out.push(b'-');
-    push_digits(out, month, 2);
-    out.push(b'-');
-    push_digits(out, day, 2);
-    out.push(sep);
-    push_digits(out, hour, 2);
-    out.push(b':');
-    push_digits(out, minute, 2);
-    out.push(b':');
-    push_digits(out, second, 2);
-    out.push(b'.');
-    push_digits(out, milli, 3);
-}
-
-fn push_digits(out: &mut Vec<u8>, value: u32, width: u32) {
-    let mut div = 10u32.pow(width - 1);
-    while div > 0 {
-        out.push(b'0' + (value / div % 10) as u8);
-        div /= 10;
+        out.extend_from_slice(&text[4..]);
     }
 }
 
@@ -96,5 +94,7 @@ mod tests {
         assert_eq!(datetime(951_782_400_000), "2000-02-29 00:00:00.000");
         assert_eq!(datetime(253_402_300_799_999), "9999-12-31 23:59:59.999");
         assert_eq!(datetime(-1), "1969-12-31 23:59:59.999");
+        assert_eq!(datetime(253_402_300_800_000), "10000-01-01 00:00:00.000");
+        assert_eq!(datetime(-62_167_219_200_001), "-1-12-31 23:59:59.999");
     }
 }

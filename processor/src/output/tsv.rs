@@ -5,7 +5,7 @@
 
 use plowline_collector::tracker::SelfDescribing;
 
-use super::json::write_f64;
+use super::json::{write_f64, write_self_describing};
 use crate::event::FieldVisitor;
 use crate::EnrichedEvent;
 
@@ -33,14 +33,25 @@ impl Row<'_> {
         self.first = false;
     }
 
-    /// Writes `{"schema":<envelope>,"data":<value>}`.
-    fn envelope(&mut self, schema: &str, value: &impl serde::Serialize) {
+    /// Writes `{"schema":<envelope>,"data":<documents>}`: an array of them for contexts, the
+    /// one document for the unstruct event.
+    fn envelope(&mut self, schema: &str, documents: &[SelfDescribing], array: bool) {
         let start = self.out.len();
         self.out.extend_from_slice(b"{\"schema\":\"");
         self.out.extend_from_slice(schema.as_bytes());
         self.out.extend_from_slice(b"\",\"data\":");
-        // Serializing into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *self.out, value);
+        if array {
+            self.out.push(b'[');
+        }
+        for (i, document) in documents.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_self_describing(document, self.out);
+        }
+        if array {
+            self.out.push(b']');
+        }
         self.out.push(b'}');
         clean(&mut self.out[start..]);
     }
@@ -98,14 +109,14 @@ impl FieldVisitor for Row<'_> {
     fn contexts(&mut self, _: &'static str, value: &[SelfDescribing]) {
         self.sep();
         if !value.is_empty() {
-            self.envelope(CONTEXTS_SCHEMA, &value);
+            self.envelope(CONTEXTS_SCHEMA, value, true);
         }
     }
 
     fn unstruct(&mut self, _: &'static str, value: Option<&SelfDescribing>) {
         self.sep();
         if let Some(value) = value {
-            self.envelope(UNSTRUCT_SCHEMA, &value);
+            self.envelope(UNSTRUCT_SCHEMA, std::slice::from_ref(value), false);
         }
     }
 }
@@ -124,7 +135,7 @@ mod tests {
             dvce_ismobile: Some(false),
             contexts: vec![SelfDescribing {
                 schema: SchemaKey::parse("iglu:com.acme/x/jsonschema/1-0-0").unwrap(),
-                data: serde_json::json!({"t": "x\ty"}),
+                data: serde_json::json!({"t": "x\ty"}).into(),
             }],
             ..EnrichedEvent::default()
         };

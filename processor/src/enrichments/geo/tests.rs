@@ -1,143 +1,11 @@
-//! Tests against small MaxMind DB files written here, from the format's public specification:
-//! a binary search tree over the address bits (24-bit records), 16 zero bytes, a data section of
-//! typed values, then `\xAB\xCD\xEFMaxMind.com` and the metadata map.
+//! Tests against small MaxMind DB files written by [`super::writer`].
 
 use std::path::PathBuf;
 
+use super::writer::{database as mmdb, Value as V};
 use super::*;
 
-/// A value of the MaxMind DB data section.
-enum V {
-    Str(&'static str),
-    F64(f64),
-    U16(u16),
-    U32(u32),
-    U64(u64),
-    Map(Vec<(&'static str, V)>),
-    Array(Vec<V>),
-}
-
-/// The control byte(s) of a value: its type and its size.
-fn control(out: &mut Vec<u8>, kind: u8, size: usize) {
-    let (size_bits, extra): (u8, Vec<u8>) = match size {
-        0..=28 => (size as u8, vec![]),
-        29..=284 => (29, vec![(size - 29) as u8]),
-        _ => (30, ((size - 285) as u16).to_be_bytes().to_vec()),
-    };
-    if kind <= 7 {
-        out.push(kind << 5 | size_bits);
-    } else {
-        out.push(size_bits);
-        out.push(kind - 7);
-    }
-    out.extend(extra);
-}
-
-fn uint(out: &mut Vec<u8>, kind: u8, value: u64) {
-    let bytes = value.to_be_bytes();
-    let skip = bytes.iter().take_while(|&&b| b == 0).count();
-    control(out, kind, 8 - skip);
-    out.extend_from_slice(&bytes[skip..]);
-}
-
-fn encode(out: &mut Vec<u8>, value: &V) {
-    match value {
-        V::Str(text) => {
-            control(out, 2, text.len());
-            out.extend_from_slice(text.as_bytes());
-        }
-        V::F64(number) => {
-            control(out, 3, 8);
-            out.extend_from_slice(&number.to_be_bytes());
-        }
-        V::U16(number) => uint(out, 5, u64::from(*number)),
-        V::U32(number) => uint(out, 6, u64::from(*number)),
-        V::U64(number) => uint(out, 9, *number),
-        V::Map(pairs) => {
-            control(out, 7, pairs.len());
-            for (key, value) in pairs {
-                encode(out, &V::Str(key));
-                encode(out, value);
-            }
-        }
-        V::Array(items) => {
-            control(out, 11, items.len());
-            for item in items {
-                encode(out, item);
-            }
-        }
-    }
-}
-
-/// An IPv6 database (IPv4 under `::/96`), 24-bit records, mapping each network to its record.
-fn mmdb(database_type: &'static str, networks: &[(IpAddr, usize, V)]) -> Vec<u8> {
-    // The tree: node i has two children; `None` is "no data"; leaves point into the data.
-    #[derive(Clone, Copy)]
-    enum Slot {
-        Empty,
-        Node(usize),
-        Data(usize),
-    }
-    let mut nodes: Vec<[Slot; 2]> = vec![[Slot::Empty; 2]];
-    let mut data = Vec::new();
-    for (address, prefix, record) in networks {
-        let (bits, prefix) = match address {
-            IpAddr::V4(v4) => (u128::from(u32::from(*v4)), 96 + prefix),
-            IpAddr::V6(v6) => (u128::from(*v6), *prefix),
-        };
-        let offset = data.len();
-        encode(&mut data, record);
-        let mut node = 0;
-        for depth in 0..prefix {
-            let bit = usize::from(bits >> (127 - depth) & 1 == 1);
-            if depth + 1 == prefix {
-                nodes[node][bit] = Slot::Data(offset);
-            } else {
-                node = match nodes[node][bit] {
-                    Slot::Node(next) => next,
-                    _ => {
-                        nodes.push([Slot::Empty; 2]);
-                        nodes[node][bit] = Slot::Node(nodes.len() - 1);
-                        nodes.len() - 1
-                    }
-                };
-            }
-        }
-    }
-    let node_count = nodes.len();
-    let mut out = Vec::new();
-    for node in &nodes {
-        for slot in node {
-            let value = match *slot {
-                Slot::Empty => node_count,
-                Slot::Node(next) => next,
-                Slot::Data(offset) => node_count + 16 + offset,
-            };
-            out.extend_from_slice(&(value as u32).to_be_bytes()[1..]);
-        }
-    }
-    out.extend_from_slice(&[0; 16]);
-    out.extend_from_slice(&data);
-    out.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
-    let metadata = V::Map(vec![
-        ("binary_format_major_version", V::U16(2)),
-        ("binary_format_minor_version", V::U16(0)),
-        ("build_epoch", V::U64(1_700_000_000)),
-        ("database_type", V::Str(database_type)),
-        (
-            "description",
-            V::Map(vec![("en", V::Str("plowline test database"))]),
-        ),
-        ("ip_version", V::U16(6)),
-        ("languages", V::Array(vec![V::Str("en")])),
-        ("node_count", V::U32(node_count as u32)),
-        ("record_size", V::U16(24)),
-    ]);
-    encode(&mut out, &metadata);
-    out
-}
-
-fn names(english: &'static str) -> V {
+fn names(english: &'static str) -> V<'static> {
     V::Map(vec![("en", V::Str(english)), ("de", V::Str("x"))])
 }
 
@@ -345,4 +213,28 @@ fn geo_runs_before_anonymization() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(event.geo_city.as_deref(), Some("Paris"));
     assert_eq!(event.user_ipaddress.as_deref(), Some("203.0.113.x"));
+}
+
+#[test]
+fn the_demo_places_resolve_to_their_city() {
+    let json = include_str!("../../../../tests/tracker-client/geo-demo.json");
+    let demo: serde_json::Value = serde_json::from_str(json).unwrap();
+    let places: Vec<writer::Place> = serde_json::from_value(demo["countries"].clone()).unwrap();
+    assert!(places.len() >= 5);
+    let geo = geo("demo", Some(writer::city_database(&places)), None)
+        .unwrap()
+        .unwrap();
+    for place in &places {
+        for ip in &place.ips {
+            let (event, failures) = lookup(&geo, &ip.to_string());
+            assert!(failures.is_empty(), "{failures:?}");
+            assert_eq!(
+                event.geo_country.as_deref(),
+                Some(place.iso_code.as_str()),
+                "{ip}"
+            );
+            assert_eq!(event.geo_city.as_deref(), Some(place.city.as_str()), "{ip}");
+            assert_eq!(event.geo_latitude, Some(place.latitude));
+        }
+    }
 }

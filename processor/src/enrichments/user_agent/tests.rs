@@ -122,8 +122,8 @@ fn garbage_is_other_and_never_panics() {
         ),
         ("Other", "Other", "Other")
     );
-    assert_eq!(info.context["useragentVersion"], "Other");
-    assert_eq!(info.context["useragentMajor"], Value::Null);
+    assert_eq!(info.context.to_value()["useragentVersion"], "Other");
+    assert_eq!(info.context.to_value()["useragentMajor"], Value::Null);
 }
 
 #[test]

@@ -1,0 +1,516 @@
+//! JSON kept as text: the `data` of self-describing documents, validated once and written out
+//! by copying bytes.
+//!
+//! [`JsonText`] holds a JSON value in *canonical form*: exactly the text `serde_json` writes for
+//! the equivalent [`serde_json::Value`] (no whitespace, object keys sorted and unique, numbers and
+//! string escapes as `serde_json` writes them). Output that used to re-serialize a `Value` can
+//! copy the text instead and stay byte-identical.
+//!
+//! [`Canonicalizer`] turns JSON text into that form in one pass without building a `Value`. It
+//! handles what trackers send (whitespace, unsorted keys, `\uXXXX` escapes, decimals); anything
+//! unusual (duplicate or escaped keys, deep nesting, invalid JSON) makes it give up, and the
+//! caller falls back to `serde_json`, which then also produces the error messages.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A JSON value as compact text, exactly as `serde_json` serializes the equivalent
+/// [`Value`]: two `JsonText`s are equal when their values are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// The canonical text of `value`.
+    pub fn from_value(value: &Value) -> JsonText {
+        JsonText(value.to_string())
+    }
+
+    /// The text, to be copied into JSON output as it is.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value, parsed again (for tests and rare paths; output should copy [`as_str`]).
+    ///
+    /// [`as_str`]: JsonText::as_str
+    pub fn to_value(&self) -> Value {
+        // The text was written from a `Value` or checked by the canonicalizer: it parses.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for JsonText {
+    fn from(value: Value) -> Self {
+        JsonText::from_value(&value)
+    }
+}
+
+impl fmt::Display for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<Value> for JsonText {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(JsonText::from)
+    }
+}
+
+/// Nesting beyond which the canonicalizer gives up (`serde_json` itself stops at 128).
+const MAX_DEPTH: usize = 100;
+
+/// A one-pass reader of JSON text that writes values in canonical form.
+///
+/// Every method returns `None` to mean "not handled here": the text may be invalid or merely
+/// unusual, and the caller must fall back to `serde_json`.
+pub(crate) struct Canonicalizer<'t> {
+    text: &'t str,
+    pos: usize,
+    /// Object members written so far, innermost object last: `(start, key_end, end)` offsets in
+    /// the output of `"key"` and of the whole `"key":value`.
+    members: Vec<(usize, usize, usize)>,
+}
+
+impl<'t> Canonicalizer<'t> {
+    /// A reader at the start of `text`.
+    pub(crate) fn new(text: &'t str) -> Self {
+        Canonicalizer {
+            text,
+            pos: 0,
+            members: Vec::new(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    /// Skips JSON whitespace, then returns the next byte without consuming it.
+    pub(crate) fn peek_token(&mut self) -> Option<u8> {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+        self.peek()
+    }
+
+    /// Consumes `byte` (after whitespace).
+    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek_token()? == byte).then(|| self.pos += 1)
+    }
+
+    /// Whether only whitespace is left.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.peek_token().is_none()
+    }
+
+    /// Reads a string without escapes (after whitespace) and returns its contents.
+    pub(crate) fn plain_string(&mut self) -> Option<&'t str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let len = self.string_run()?;
+        self.pos = start + len;
+        self.expect(b'"')?;
+        Some(&self.text[start..start + len])
+    }
+
+    /// The length of the run of plain string characters at `pos`, up to a `"` or `\`; `None`
+    /// when the text ends first or a control character (invalid in a JSON string) comes first.
+    fn string_run(&self) -> Option<usize> {
+        let rest = &self.text.as_bytes()[self.pos..];
+        let len = memchr::memchr2(b'"', b'\\', rest)?;
+        // No early exit, so that the check is vectorized.
+        let controls = rest[..len]
+            .iter()
+            .fold(false, |found, &b| found | (b < 0x20));
+        (!controls).then_some(len)
+    }
+
+    /// Reads one value (after whitespace) into its canonical text.
+    pub(crate) fn json_text(&mut self) -> Option<JsonText> {
+        // Room for a typical entity, so that small ones are written without growing.
+        let mut out = String::with_capacity(128);
+        self.value(&mut out, 0)?;
+        Some(JsonText(out))
+    }
+
+    fn value(&mut self, out: &mut String, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek_token()? {
+            b'{' => self.object(out, depth),
+            b'[' => self.array(out, depth),
+            b'"' => self.string(out),
+            b't' => self.literal("true", out),
+            b'f' => self.literal("false", out),
+            b'n' => self.literal("null", out),
+            b'-' | b'0'..=b'9' => self.number(out),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str, out: &mut String) -> Option<()> {
+        self.text[self.pos..].starts_with(word).then(|| {
+            self.pos += word.len();
+            out.push_str(word);
+        })
+    }
+
+    fn array(&mut self, out: &mut String, depth: usize) -> Option<()> {
+        self.pos += 1;
+        out.push('[');
+        if self.peek_token()? == b']' {
+            self.pos += 1;
+            out.push(']');
+            return Some(());
+        }
+        loop {
+            self.value(out, depth + 1)?;
+            match self.peek_token()? {
+                b',' => out.push(','),
+                b']' => break,
+                _ => return None,
+            }
+            self.pos += 1;
+        }
+        self.pos += 1;
+        out.push(']');
+        Some(())
+    }
+
+    /// An object, members sorted by key as `serde_json`'s `BTreeMap` orders them. Keys with
+    /// escapes and duplicate keys are left to `serde_json`.
+    fn object(&mut self, out: &mut String, depth: usize) -> Option<()> {
+        self.pos += 1;
+        out.push('{');
+        if self.peek_token()? == b'}' {
+            self.pos += 1;
+            out.push('}');
+            return Some(());
+        }
+        let first_member = self.members.len();
+        let body = out.len();
+        loop {
+            let start = out.len();
+            let key = self.plain_string()?;
+            out.push('"');
+            out.push_str(key);
+            out.push('"');
+            let key_end = out.len();
+            self.expect(b':')?;
+            out.push(':');
+            self.value(out, depth + 1)?;
+            self.members.push((start, key_end, out.len()));
+            match self.peek_token()? {
+                b',' => out.push(','),
+                b'}' => break,
+                _ => return None,
+            }
+            self.pos += 1;
+        }
+        self.pos += 1;
+        let members = &mut self.members[first_member..];
+        let key = |(start, key_end, _): (usize, usize, usize)| &out[start + 1..key_end - 1];
+        if !members.windows(2).all(|pair| key(pair[0]) < key(pair[1])) {
+            members.sort_by(|&a, &b| key(a).cmp(key(b)));
+            if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
+                return None;
+            }
+            let written = out[body..].to_owned();
+            out.truncate(body);
+            for (i, &(start, _, end)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&written[start - body..end - body]);
+            }
+        }
+        self.members.truncate(first_member);
+        out.push('}');
+        Some(())
+    }
+
+    /// A string, escapes rewritten the way `serde_json` writes them.
+    fn string(&mut self, out: &mut String) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        self.pos += 1;
+        out.push('"');
+        loop {
+            let start = self.pos;
+            self.pos += self.string_run()?;
+            out.push_str(&self.text[start..self.pos]);
+            if bytes[self.pos] == b'"' {
+                break;
+            }
+            let c = self.escape()?;
+            write_char(c, out);
+        }
+        self.pos += 1;
+        out.push('"');
+        Some(())
+    }
+
+    /// The character of the escape at `pos` (a `\`), surrogate pairs joined.
+    fn escape(&mut self) -> Option<char> {
+        let bytes = self.text.as_bytes();
+        let kind = *bytes.get(self.pos + 1)?;
+        self.pos += 2;
+        let c = match kind {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let unit = self.hex4()?;
+                if (0xD800..0xDC00).contains(&unit) {
+                    if bytes.get(self.pos..self.pos + 2)? != b"\\u" {
+                        return None;
+                    }
+                    self.pos += 2;
+                    let low = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+                } else {
+                    char::from_u32(unit)?
+                }
+            }
+            _ => return None,
+        };
+        Some(c)
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.text.get(self.pos..self.pos + 4)?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.pos += 4;
+        u32::from_str_radix(digits, 16).ok()
+    }
+
+    /// A number: integers that fit 18 digits are already canonical; anything else (fractions,
+    /// exponents, huge integers, `-0`) is read and written by `serde_json` itself.
+    fn number(&mut self, out: &mut String) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let start = self.pos;
+        let digits = |pos: usize| {
+            bytes[pos..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let mut pos = start + usize::from(bytes[start] == b'-');
+        let integer = digits(pos);
+        if integer == 0 || (integer > 1 && bytes[pos] == b'0') {
+            return None;
+        }
+        pos += integer;
+        let mut plain = true;
+        if bytes.get(pos) == Some(&b'.') {
+            let fraction = digits(pos + 1);
+            if fraction == 0 {
+                return None;
+            }
+            pos += 1 + fraction;
+            plain = false;
+        }
+        if let Some(b'e' | b'E') = bytes.get(pos) {
+            pos += 1;
+            if let Some(b'+' | b'-') = bytes.get(pos) {
+                pos += 1;
+            }
+            let exponent = digits(pos);
+            if exponent == 0 {
+                return None;
+            }
+            pos += exponent;
+            plain = false;
+        }
+        let literal = &self.text[start..pos];
+        self.pos = pos;
+        if plain && integer <= 18 && literal != "-0" {
+            out.push_str(literal);
+        } else {
+            let number: serde_json::Number = serde_json::from_str(literal).ok()?;
+            out.push_str(&number.to_string());
+        }
+        Some(())
+    }
+}
+
+/// Appends `c` as `serde_json` writes it inside a string.
+fn write_char(c: char, out: &mut String) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\0'..='\u{1f}' => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(c as u8 >> 4)]));
+            out.push(char::from(HEX[usize::from(c as u8 & 0xf)]));
+        }
+        c => out.push(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The canonicalizer's text, or `None` when it gives up.
+    fn canonical(text: &str) -> Option<String> {
+        let mut reader = Canonicalizer::new(text);
+        let json = reader.json_text()?;
+        reader.at_end().then_some(json.0)
+    }
+
+    /// What `serde_json` writes for `text`, or `None` when it is not JSON.
+    fn reference(text: &str) -> Option<String> {
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn writes_what_serde_json_writes() {
+        let cases = [
+            r#"{"sku": "BOOT-42", "name": "Zo\u00eb \"Z\" boots\t\u6771\u4eac", "price": 99.5}"#,
+            r#" { "b" : [ 1 , 2.50 , -0 , 1e3 , 12345678901234567890 , -7 ] , "a" : { } } "#,
+            r#"{"z":{"y":[true,false,null],"x":"\ud83d\ude80 \/ \b\f\n\r\t \u0001 \u007f"},"a":""}"#,
+            r#"["\u00e9", 0, 0.0, -1.5E-7, 1E+2, 100]"#,
+            r#""plain""#,
+            r#"{"k":"a","kk":"b","k2":"c","K":"d","é":"e"}"#,
+        ];
+        for text in cases {
+            assert_eq!(canonical(text), reference(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_what_serde_json_must_judge() {
+        let cases = [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"a":1,}"#,
+            r#"[1 2]"#,
+            r#""\ud800""#,
+            r#""\x""#,
+            "\"tab\tinside\"",
+            r#"01"#,
+            r#"1."#,
+            r#"1e999"#,
+            r#"tru"#,
+        ];
+        for text in cases {
+            assert_eq!(canonical(text), None, "{text}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        assert_eq!(canonical(&deep), None);
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e20f64..1e20).prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+            "[a-c\u{0}-\u{1f}\"\\\\/é🚀]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map("[a-dK_é]{0,3}", inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Re-writes serde_json's compact text with whitespace, `\uXXXX` for every non-ASCII or
+    /// escaped character, and object members in reverse order.
+    fn disguise(value: &Value, out: &mut String) {
+        match value {
+            Value::Array(items) => {
+                out.push_str("[ ");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" ,\n");
+                    }
+                    disguise(item, out);
+                }
+                out.push_str(" ]");
+            }
+            Value::Object(map) => {
+                out.push_str("{\t");
+                for (i, (key, item)) in map.iter().rev().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&Value::from(key.as_str()).to_string());
+                    out.push_str(" : ");
+                    disguise(item, out);
+                }
+                out.push_str("\r}");
+            }
+            Value::String(text) => {
+                out.push('"');
+                for unit in text.encode_utf16() {
+                    match unit {
+                        0x20..=0x7e if unit != 0x22 && unit != 0x5c => {
+                            out.push(char::from(unit as u8))
+                        }
+                        _ => out.push_str(&format!("\\u{unit:04X}")),
+                    }
+                }
+                out.push('"');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde_json(value in json_value()) {
+            let compact = value.to_string();
+            prop_assert_eq!(canonical(&compact), reference(&compact));
+            let mut disguised = String::new();
+            disguise(&value, &mut disguised);
+            prop_assert_eq!(canonical(&disguised), reference(&disguised));
+        }
+
+        #[test]
+        fn never_claims_what_serde_json_rejects(text in "[\\[\\]{}\",:0-9.eE+\\-a-z\\\\ ]{0,24}") {
+            if let Some(written) = canonical(&text) {
+                prop_assert_eq!(Some(written), reference(&text));
+            }
+        }
+    }
+}
