@@ -8,12 +8,14 @@ set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 # - build-essential: cc and make. rdkafka-sys builds its bundled librdkafka with librdkafka's
-#   own ./configure and make (our rdkafka features leave out ssl, sasl/gssapi, curl and zstd, so
-#   librdkafka is configured --disable-ssl --disable-gssapi and needs no -dev package for
-#   them, nor cmake); libsql (Tansu's SQLite) compiles C too.
+#   own ./configure and make (our rdkafka features leave out sasl/gssapi, curl and zstd, so
+#   librdkafka is configured --disable-gssapi and needs no -dev package for them, nor cmake);
+#   libsql (Tansu's SQLite) compiles C too.
 # - pkg-config, zlib1g-dev: libz-sys links the system zlib (else it builds its own copy).
+# - libssl-dev: the rdkafka `ssl` feature links the system OpenSSL (openssl-sys), for TLS and
+#   SASL/SCRAM.
 # - curl, python3: scripts/services.sh uses them to probe services and pick free ports.
-readonly PACKAGES=(build-essential pkg-config zlib1g-dev curl ca-certificates python3)
+readonly PACKAGES=(build-essential pkg-config zlib1g-dev libssl-dev curl ca-certificates python3)
 
 as_root() {
     if [[ $(id -u) -eq 0 ]]; then

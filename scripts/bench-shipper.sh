@@ -8,18 +8,21 @@
 #
 # 1. Throughput: a file of BENCH_LINES canonical tracker lines (processor/test_data/gen.py
 #    --corpus, ~1.65 kB a line; default 300000 lines ≈ 495 MB, so that a run lasts seconds) is
-#    produced BENCH_ROUNDS times by the baseline, by the baseline with the shipper's four headers
-#    (--headers) and by `plow-shipper run` (read_from = "beginning"), each round to fresh topics.
+#    produced BENCH_ROUNDS times by the baseline, by the baseline with the shipper's trace header
+#    (--headers: `plowline.source`, built by the shipper's code, so the messages are the same) and
+#    by `plow-shipper run` (read_from = "beginning"), each round to fresh topics.
 #    The shipper's time runs from its launch until its /metrics lines counter (lines acknowledged
-#    by Kafka) reaches the line count; its CPU time and peak RSS are read from /proc at that
-#    moment (so the 20 ms polling counts against the shipper). The baseline times itself from
+#    by Kafka) reaches the line count, polled every 5 ms by one Python process (wait_acked.py);
+#    its CPU time and peak RSS are read from /proc right after (so the polling's HTTP requests
+#    count against the shipper). The baseline times itself from
 #    main() to its last delivery report; its CPU time and peak RSS come from /usr/bin/time.
 # 2. Memory while tailing BENCH_SMALL_FILES small files (default 100): all shipped, then lines
 #    appended to every file for a few seconds; RSS (VmRSS, VmHWM) of the shipper after that.
 #
 # Environment: BENCH_LINES (300000), BENCH_ROUNDS (5), BENCH_PARTITIONS (4),
 # BENCH_SMALL_FILES (100), PLOWLINE_TANSU_BIN (tansu), BENCH_KEEP=1 keeps the temp dir.
-# Builds the release binaries (cargo build --release) first.
+# Builds the release binaries (cargo build --release) first, unless BENCH_SHIPPER_BIN and
+# BENCH_BASELINE_BIN name binaries to measure (e.g. copies of an older build, for before/after).
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
@@ -72,11 +75,17 @@ free_port() {
 # ---------------------------------------------------------------------------------------------
 # Build, data, broker
 
-note "building release binaries"
-(cd "$ROOT" && cargo build --release -q -p plowline-shipper --bin plow-shipper --example baseline_producer)
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SHIPPER=$TARGET/release/plow-shipper
-BASELINE=$TARGET/release/examples/baseline_producer
+if [[ -n ${BENCH_SHIPPER_BIN:-} && -n ${BENCH_BASELINE_BIN:-} ]]; then
+    SHIPPER=$BENCH_SHIPPER_BIN
+    BASELINE=$BENCH_BASELINE_BIN
+else
+    note "building release binaries"
+    (cd "$ROOT" && cargo build --release -q -p plowline-shipper --bin plow-shipper --example baseline_producer)
+    TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    SHIPPER=$TARGET/release/plow-shipper
+    BASELINE=$TARGET/release/examples/baseline_producer
+fi
+note "plow-shipper: $SHIPPER, baseline: $BASELINE"
 
 DATA=$WORK/data/tracker.log
 mkdir -p "$WORK/data"
@@ -109,7 +118,7 @@ topic() {
 }
 
 metric() { # metric PORT NAME: a counter's value, empty when the endpoint does not answer
-    curl -fsS --max-time 1 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    { curl -fsS --max-time 1 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
         awk -v n="plowline_shipper_$2" '$1 == n { print $2 }'
 }
 
@@ -149,6 +158,33 @@ EOF
 
 now() { date +%s.%N; }
 
+# wait_acked.py PORT LINES PID TIMEOUT_S: polls the shipper's /metrics every 5 ms from one process
+# (a curl and an awk forked 50 times a second would take CPU from the shipper on a small machine)
+# until plowline_shipper_lines_total reaches LINES; prints the time it saw that (epoch seconds).
+cat >"$WORK/wait_acked.py" <<'EOF'
+import os, sys, time, urllib.request
+port, want, pid, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+url, name, acked = f"http://127.0.0.1:{port}/metrics", "plowline_shipper_lines_total", "?"
+deadline = time.time() + timeout
+while time.time() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    acked = line.split()[1]
+    except OSError:
+        pass
+    if acked == want:
+        print(f"{time.time():.6f}")
+        sys.exit(0)
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(f"plow-shipper exited after {acked} of {want} lines")
+    time.sleep(0.005)
+sys.exit(f"only {acked} of {want} lines acknowledged after {timeout:.0f} s")
+EOF
+
 # ---------------------------------------------------------------------------------------------
 # 1. Throughput
 
@@ -185,21 +221,12 @@ for round in $(seq "$ROUNDS"); do
     t0=$(now)
     RUST_LOG=warn "$SHIPPER" run --config "$WORK/shipper-$round.toml" 2>"$WORK/shipper-$round.log" &
     SHIPPER_PID=$!
-    deadline=$(($(date +%s) + 300))
-    while :; do
-        kill -0 "$SHIPPER_PID" 2>/dev/null || die "plow-shipper exited: $(tail -5 "$WORK/shipper-$round.log")"
-        acked=$(metric "$mport" lines_total)
-        if [[ $acked == "$LINES" ]]; then
-            t1=$(now)
-            s_cpu=$(cpu_secs "$SHIPPER_PID")
-            s_rss_kb=$(status_kb "$SHIPPER_PID" VmHWM)
-            k1=$(cpu_secs "$TANSU_PID")
-            thread_cpu "$SHIPPER_PID" >"$WORK/threads-$round.txt"
-            break
-        fi
-        [[ $(date +%s) -lt $deadline ]] || die "plow-shipper: only ${acked:-?} of $LINES lines acknowledged after 300 s"
-        sleep 0.02
-    done
+    t1=$(python3 "$WORK/wait_acked.py" "$mport" "$LINES" "$SHIPPER_PID" 300) ||
+        die "plow-shipper: $(tail -5 "$WORK/shipper-$round.log")"
+    s_cpu=$(cpu_secs "$SHIPPER_PID")
+    s_rss_kb=$(status_kb "$SHIPPER_PID" VmHWM)
+    k1=$(cpu_secs "$TANSU_PID")
+    thread_cpu "$SHIPPER_PID" >"$WORK/threads-$round.txt"
     kill -TERM "$SHIPPER_PID"
     wait "$SHIPPER_PID" || die "plow-shipper did not stop cleanly: $(tail -5 "$WORK/shipper-$round.log")"
     SHIPPER_PID=
@@ -217,6 +244,7 @@ topic small "$PARTITIONS"
 SMALL=$WORK/small
 mkdir -p "$SMALL"
 head -n 20 "$DATA" >"$WORK/20.log"
+sed -n '21,22p;22q' "$DATA" >"$WORK/2.log"
 for i in $(seq -w "$SMALL_FILES"); do
     cp "$WORK/20.log" "$SMALL/tracker-$i.log"
 done
@@ -238,7 +266,7 @@ wait_acked "$want"
 # Keep every file growing for a while: 10 rounds of 2 lines appended to each of the files.
 for _ in $(seq 10); do
     for f in "$SMALL"/tracker-*.log; do
-        sed -n '21,22p' "$DATA" >>"$f"
+        cat "$WORK/2.log" >>"$f"
     done
     want=$((want + SMALL_FILES * 2))
     sleep 0.5

@@ -12,7 +12,14 @@ use plowline_processor::config::Config;
 use plowline_processor::inspect::{inspect_line, Counts};
 use plowline_processor::offline::{enrich_stream, Counters, Options};
 use plowline_processor::output::OutputFormat;
+use plowline_processor::sinks::clickhouse::{schema, ClickHouseSink};
+use plowline_processor::sinks::config::LoaderConfig;
+use plowline_processor::sinks::config::SinkKind;
+use plowline_processor::sinks::elasticsearch::ElasticsearchSink;
+use plowline_processor::sinks::runner::{self, LoaderMetrics};
+use plowline_processor::sinks::Sink;
 use plowline_processor::stream;
+use std::sync::Arc;
 
 /// mimalloc: the processor allocates many small strings per event; glibc's malloc costs ~20 % of
 /// its time (see BENCHMARKS.md).
@@ -24,7 +31,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `run` is the streaming mode: a Kafka consumer group on the raw-lines topic, enriched events
 /// and bad rows produced to their topics, offsets stored only after the broker acknowledged the
 /// outputs. `enrich` turns an access log into Snowplow enriched events (JSON or TSV) and bad rows.
-/// The ClickHouse and Elasticsearch loaders are not built yet.
+/// `load clickhouse|elasticsearch` are the loaders: a consumer group on the enriched-events topic
+/// (or an NDJSON file with --input) writing in bulk, offsets stored only after the sink
+/// acknowledged; `schema clickhouse` prints the ClickHouse DDL.
 /// `parse` shows what plowline reads from each log line: the hit, the tracker parameters and the
 /// raw events they decode into, or why a line or an event is refused.
 #[derive(Debug, Parser)]
@@ -56,6 +65,27 @@ enum Command {
     /// line). Counters go to stderr at the end, and a progress bar while running when stderr is a
     /// terminal. Exits 0 unless reading or writing fails; bad input never stops the run.
     Enrich(EnrichArgs),
+    /// Load enriched events into a store: ClickHouse or Elasticsearch.
+    ///
+    /// Reads `kafka.topic` in the consumer group `kafka.group` (default `plowline-<sink>`), writes
+    /// batches (`[batch]`: events, bytes, wait), and stores an offset only after its batch was
+    /// written and its bad rows (events the sink refused or could not read) were acknowledged
+    /// by the broker on `kafka.bad_topic`. Transient failures of the store are retried with
+    /// backoff for as long as it takes. Serves `/metrics` and `/healthz` on `metrics.listen`.
+    /// SIGTERM/SIGINT: stop consuming, finish the batch being written
+    /// (`kafka.shutdown_timeout_ms`), commit, exit 0. With --input, loads an NDJSON file instead
+    /// (backfills): bad rows to --bad, a progress bar on a terminal.
+    Load {
+        /// The store.
+        #[command(subcommand)]
+        sink: LoadSink,
+    },
+    /// Print a store's schema.
+    Schema {
+        /// The store.
+        #[command(subcommand)]
+        sink: SchemaSink,
+    },
     /// Print, as one JSON document per line, what plowline reads from each access-log line.
     ///
     /// Lines that do not parse, or are not tracker hits, are printed with an `error` saying why
@@ -73,6 +103,54 @@ enum Command {
         #[arg(long, short, default_value = "-")]
         output: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadSink {
+    /// Into ClickHouse (`[clickhouse]`): RowBinary inserts into a ReplacingMergeTree keyed by
+    /// event_id.
+    Clickhouse(LoadArgs),
+    /// Into Elasticsearch (`[elasticsearch]`): `_bulk` with `_id` = event_id.
+    Elasticsearch(LoadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaSink {
+    /// The events table and the dashboards' materialized views, as SQL for `clickhouse-client
+    /// --multiquery` (database and table from --config, else `plowline.events`).
+    Clickhouse {
+        /// The loader configuration (see processor/examples/loaders.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The loader configuration (see processor/examples/loaders.toml).
+    #[arg(long, env = "PLOW_LOADER_CONFIG")]
+    config: PathBuf,
+    /// Load this NDJSON file of enriched events (`-` for stdin) instead of consuming Kafka.
+    #[arg(long)]
+    input: Option<String>,
+    /// With --input: where bad rows go, one per line. Default: `<input>.bad`, stderr for stdin.
+    #[arg(long)]
+    bad: Option<PathBuf>,
+    /// Bootstrap brokers, overriding `kafka.brokers`.
+    #[arg(long, env = "PLOW_LOADER_BROKERS")]
+    brokers: Option<String>,
+    /// Consumer group, overriding `kafka.group`.
+    #[arg(long, env = "PLOW_LOADER_GROUP")]
+    group: Option<String>,
+    /// Input topic, overriding `kafka.topic`.
+    #[arg(long, env = "PLOW_LOADER_TOPIC")]
+    topic: Option<String>,
+    /// Address of `/metrics` and `/healthz`, overriding `metrics.listen`.
+    #[arg(long, env = "PLOW_LOADER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// ClickHouse URL, overriding `clickhouse.url`.
+    #[arg(long, env = "PLOW_LOADER_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +199,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Enrich(args) => enrich(&args),
+        Command::Load { sink } => match sink {
+            LoadSink::Clickhouse(args) => load(SinkKind::ClickHouse, args),
+            LoadSink::Elasticsearch(args) => load(SinkKind::Elasticsearch, args),
+        },
+        Command::Schema {
+            sink: SchemaSink::Clickhouse { config },
+        } => schema_clickhouse(config.as_deref()),
         Command::Parse {
             input,
             log_format,
@@ -306,4 +391,140 @@ fn enrich(args: &EnrichArgs) -> anyhow::Result<()> {
         counters.events as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+fn schema_clickhouse(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let clickhouse = match config {
+        Some(path) => LoaderConfig::load(path)?.clickhouse.unwrap_or_default(),
+        None => Default::default(),
+    };
+    clickhouse.validate()?;
+    print!("{}", schema::script(&clickhouse));
+    Ok(())
+}
+
+fn load(kind: SinkKind, args: LoadArgs) -> anyhow::Result<()> {
+    let mut config = LoaderConfig::load(&args.config)?;
+    if let Some(brokers) = args.brokers {
+        config.kafka.brokers = brokers;
+    }
+    if let Some(group) = args.group {
+        config.kafka.group = Some(group);
+    }
+    if let Some(topic) = args.topic {
+        config.kafka.topic = topic;
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics.listen = listen;
+    }
+    if let (Some(url), Some(clickhouse)) = (args.clickhouse_url, config.clickhouse.as_mut()) {
+        clickhouse.url = url;
+    }
+    let settings = config.validate(kind)?;
+    let metrics = Arc::new(LoaderMetrics::new(settings.sink));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let input = args.input.clone();
+    let bad = args.bad.clone();
+    let summary = runtime.block_on(async {
+        match (kind, &config) {
+            (
+                SinkKind::ClickHouse,
+                LoaderConfig {
+                    clickhouse: Some(c),
+                    ..
+                },
+            ) => {
+                let sink = ClickHouseSink::new(c, Arc::clone(&metrics.write_retries));
+                run_sink(sink, &settings, metrics, input.as_deref(), bad).await
+            }
+            (
+                SinkKind::Elasticsearch,
+                LoaderConfig {
+                    elasticsearch: Some(c),
+                    ..
+                },
+            ) => {
+                let sink = ElasticsearchSink::new(c)?;
+                run_sink(sink, &settings, metrics, input.as_deref(), bad).await
+            }
+            _ => unreachable!("validate checked the sink's table"),
+        }
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    eprintln!("plow-processor load {}: {summary}", kind.name());
+    Ok(())
+}
+
+/// Runs the loader with `sink`: on `input` (a file, `-` for stdin) when given, else on Kafka.
+async fn run_sink<S: Sink>(
+    sink: S,
+    settings: &plowline_processor::sinks::config::LoaderSettings,
+    metrics: Arc<LoaderMetrics>,
+    input: Option<&str>,
+    bad: Option<PathBuf>,
+) -> anyhow::Result<runner::Summary> {
+    let Some(input) = input else {
+        return Ok(runner::run_kafka(sink, settings, metrics, stream::shutdown_signal()).await?);
+    };
+    let (reader, input_len): (Box<dyn BufRead>, Option<u64>) = if input == "-" {
+        (
+            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+            None,
+        )
+    } else {
+        let file = File::open(input).with_context(|| format!("cannot open --input {input}"))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+    };
+    let bad_path = bad.or_else(|| (input != "-").then(|| PathBuf::from(format!("{input}.bad"))));
+    let mut bad: Box<dyn Write> = match &bad_path {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(io::stderr()),
+    };
+    let bar = (io::stderr().is_terminal() && bad_path.is_some()).then(|| {
+        let bar = match input_len {
+            Some(len) => indicatif::ProgressBar::new(len),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    let summary = runner::run_file(
+        sink,
+        reader,
+        &mut bad,
+        settings.batch,
+        &metrics,
+        |bytes, s| {
+            if let Some(bar) = &bar {
+                bar.set_position(bytes);
+                bar.set_message(format!(
+                    "{} written, {} bad",
+                    s.written,
+                    s.unreadable + s.rejected
+                ));
+            }
+        },
+    )
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "plow-processor load: {:.0} events/s over {seconds:.2}s",
+        summary.read as f64 / seconds.max(1e-9)
+    );
+    Ok(summary)
 }

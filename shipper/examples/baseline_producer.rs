@@ -10,7 +10,8 @@
 //! The librdkafka properties come from `plowline_shipper::kafka::client_config` applied to a
 //! `[kafka]` section holding only `brokers` and `topic`, so they are the shipper's defaults
 //! (acks=all, idempotence, lz4, linger.ms, queue bounds) by construction. `--headers` adds the
-//! four headers the shipper sends with every line, for a like-for-like message size.
+//! header the shipper sends with every line (`plowline.source`: host, path, file id, offset;
+//! built by the shipper's own `kafka::source_value`), for like-for-like messages.
 //!
 //! Output, one line on stdout: `lines=N bytes=B seconds=S mb_per_s=X lines_per_s=Y failed=F`
 //! (bytes count the `\n`s, as the shipper's `bytes_total` does). Exit status 1 if any delivery
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use plowline_shipper::config::KafkaConfig;
-use plowline_shipper::kafka::client_config;
+use plowline_shipper::kafka::{client_config, source_prefix, source_value, SOURCE_HEADER};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
@@ -43,7 +44,7 @@ struct Args {
     /// The topic (must exist).
     #[arg(long)]
     topic: String,
-    /// Send the shipper's four headers (host, path, file, offset) with every message.
+    /// Send the shipper's trace header (host, path, file id, offset) with every message.
     #[arg(long)]
     headers: bool,
     /// Print CPU seconds per thread name (from /proc/self/task) on stderr at the end.
@@ -92,10 +93,13 @@ fn main() -> anyhow::Result<()> {
     let file =
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let path_text = args.file.display().to_string();
-    // Header values of the shipper's sizes: its host name and a `fp:<16 hex digits>` file id.
-    let host = plowline_shipper::tailer::host_name();
-    let file_id = "fp:0123456789abcdef";
+    // The shipper's source header for this file, with a file id of its size (`fp:<16 hex>`).
+    let mut source = Vec::new();
+    let source_prefix = source_prefix(
+        &plowline_shipper::tailer::host_name(),
+        &args.file.display().to_string(),
+        "fp:0123456789abcdef",
+    );
     let mut line = Vec::with_capacity(4096);
     let (mut lines, mut bytes, mut offset) = (0u64, 0u64, 0u64);
     loop {
@@ -105,29 +109,14 @@ fn main() -> anyhow::Result<()> {
             break;
         }
         let value = line.strip_suffix(b"\n").unwrap_or(&line);
-        let offset_text = offset.to_string();
         loop {
             let mut record = BaseRecord::<(), [u8], ()>::to(&args.topic).payload(value);
             if args.headers {
-                record = record.headers(
-                    OwnedHeaders::new_with_capacity(4)
-                        .insert(Header {
-                            key: "plowline.host",
-                            value: Some(&host),
-                        })
-                        .insert(Header {
-                            key: "plowline.path",
-                            value: Some(&path_text),
-                        })
-                        .insert(Header {
-                            key: "plowline.file",
-                            value: Some(file_id),
-                        })
-                        .insert(Header {
-                            key: "plowline.offset",
-                            value: Some(&offset_text),
-                        }),
-                );
+                source_value(&source_prefix, offset, &mut source);
+                record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: SOURCE_HEADER,
+                    value: Some(&source[..]),
+                }));
             }
             match producer.send(record) {
                 Ok(()) => break,

@@ -55,7 +55,7 @@ impl Fingerprint {
     }
 }
 
-/// A file's identity as stored in the registry and sent in the `plowline.file` header:
+/// A file's identity as stored in the registry and sent as `file` in the `plowline.source` header:
 /// `fp:<hash>` for files of at least `fingerprint_bytes`, `ino:<dev>:<inode>` for smaller ones.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -14,7 +14,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 enum Source {
     Plain(File),
-    Gzip(MultiGzDecoder<File>),
+    /// Boxed: the decoder state is large, the plain variant a file handle.
+    Gzip(Box<MultiGzDecoder<File>>),
 }
 
 impl Source {
@@ -121,7 +122,7 @@ impl LineReader {
             let mut decoder = MultiGzDecoder::new(file);
             let skipped = io::copy(&mut (&mut decoder).take(offset), &mut io::sink())?;
             self.pos = skipped;
-            self.source = Some(Source::Gzip(decoder));
+            self.source = Some(Source::Gzip(Box::new(decoder)));
         } else {
             let mut file = file;
             file.seek(SeekFrom::Start(offset))?;
@@ -129,6 +130,21 @@ impl LineReader {
             self.source = Some(Source::Plain(file));
         }
         Ok(())
+    }
+
+    /// Repositions at `offset` at or before the read position, such as the start of the line
+    /// just returned that could not be queued: without I/O when those bytes are still buffered,
+    /// else through [`LineReader::seek`].
+    pub fn rewind(&mut self, offset: u64) -> io::Result<()> {
+        match self.pos.checked_sub(offset) {
+            Some(back) if self.long.is_none() && back <= self.start as u64 => {
+                // `buf[..start]` holds the bytes just before `pos`: returned lines.
+                self.start -= back as usize;
+                self.pos = offset;
+                Ok(())
+            }
+            _ => self.seek(offset),
+        }
     }
 
     /// The next complete line, or `None` when no complete line is available yet (end of file, or
@@ -269,6 +285,35 @@ mod tests {
         assert_eq!(lines(&mut r), vec![("three".into(), 8, 14, None)]);
         r.seek(4).unwrap();
         assert_eq!(lines(&mut r).len(), 2);
+    }
+
+    #[test]
+    fn rewinding_returns_the_same_lines_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let long = "x".repeat(100);
+        std::fs::write(&path, format!("one\ntwo\n{long}\nfour\n")).unwrap();
+        let mut r = LineReader::open(File::open(&path).unwrap(), false, 0, 16).unwrap();
+        let all = lines(&mut r);
+        assert_eq!(all.len(), 4);
+        r.seek(0).unwrap();
+        // Each line rewound once (from the buffer, or by a seek after the cut line) comes back.
+        let mut again = Vec::new();
+        for _ in 0..4 {
+            let start = r.next_line().unwrap().unwrap().start;
+            r.rewind(start).unwrap();
+            let l = r.next_line().unwrap().unwrap();
+            again.push((
+                String::from_utf8_lossy(l.bytes).into_owned(),
+                l.start,
+                l.end,
+                l.truncated_from,
+            ));
+        }
+        assert_eq!(again, all);
+        assert_eq!(r.next_line().unwrap(), None);
+        r.rewind(4).unwrap();
+        assert_eq!(lines(&mut r), all[1..]);
     }
 
     #[test]

@@ -288,6 +288,12 @@ impl InFlight {
         }
     }
 
+    /// The sequence number of the oldest message not yet settled into the acknowledged prefix
+    /// (the next pushed one if none is).
+    pub fn oldest_seq(&self) -> u64 {
+        self.first_seq
+    }
+
     /// The sequence number the next pushed message gets.
     pub fn next_seq(&self) -> u64 {
         self.first_seq + self.queue.len() as u64

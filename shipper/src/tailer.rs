@@ -31,7 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{ReadFrom, ValidConfig};
 use crate::discover::{self, Found};
 use crate::fingerprint::{self, FileId, Fingerprint};
-use crate::kafka::{KafkaClientError, Outgoing, Producer, Queued, Report, Token};
+use crate::kafka::{
+    self, KafkaClientError, Outgoing, Producer, Queued, Report, Token, TOKEN_FILE_MAX,
+};
 use crate::metrics::{now_unix_ms, Metrics};
 use crate::reader::LineReader;
 use crate::registry::{Entry, InFlight, Registry, RegistryError, Tail};
@@ -47,6 +49,10 @@ const GZIP_SETTLE: Duration = Duration::from_secs(2);
 pub const PROBE_IN_FLIGHT: usize = 100;
 /// The longest the loop sleeps before it looks at the stop flag again.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// After the window filled up and a delivery report came, how long the loop lets more reports
+/// arrive before it produces again: a thread woken once per report and sending one line each time
+/// costs more than the work itself.
+const FULL_WAIT: Duration = Duration::from_millis(1);
 /// How long a clean stop waits for in-flight messages.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(15);
 
@@ -67,6 +73,9 @@ struct Tracked {
     fp: Fingerprint,
     path: PathBuf,
     path_text: String,
+    /// The `plowline.source` header prefix of its lines ([`kafka::source_prefix`]), kept in
+    /// step with `path_text` and `id` by [`Tracked::refresh_source`].
+    source: String,
     dev: u64,
     ino: u64,
     gzip: bool,
@@ -86,6 +95,10 @@ struct Tracked {
 }
 
 impl Tracked {
+    fn refresh_source(&mut self, host: &str) {
+        self.source = kafka::source_prefix(host, &self.path_text, &self.id.0);
+    }
+
     fn entry(&self, now_unix_ms: u64) -> Entry {
         let offset = self.inflight.acked_offset();
         let tail = match (&self.reader, self.gzip) {
@@ -120,6 +133,17 @@ fn tail_of(file: &File, offset: u64) -> Option<Tail> {
     })
 }
 
+/// What a read round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Nothing produced: no complete line, or every file waits.
+    Idle,
+    /// Lines produced; more may be ready.
+    Produced,
+    /// librdkafka's queue or `max_in_flight_messages` is full: wait for delivery reports.
+    Full,
+}
+
 /// The tailer's state.
 #[derive(Debug)]
 pub struct Tailer {
@@ -143,7 +167,7 @@ pub struct Tailer {
     replace_producer: bool,
 }
 
-/// The host name sent in the `plowline.host` header.
+/// The host name sent as `host` in the `plowline.source` header.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -207,14 +231,19 @@ impl Tailer {
             self.drain_reports();
             self.settle_failures(now)?;
             self.close_finished(now);
-            let progressed = self.read_round(now)?;
+            let round = self.read_round(now)?;
             if self.registry_dirty && last_flush.elapsed() >= self.config.registry_flush_interval {
                 self.flush_registry()?;
                 last_flush = Instant::now();
             }
-            if !progressed {
+            if round != Round::Produced {
                 match self.reports.recv_timeout(poll) {
-                    Ok(wake) => self.handle_wake(wake),
+                    Ok(wake) => {
+                        self.handle_wake(wake);
+                        if round == Round::Full {
+                            std::thread::sleep(FULL_WAIT);
+                        }
+                    }
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
                 }
             }
@@ -270,7 +299,8 @@ impl Tailer {
                 );
             }
         }
-        let settled = t.inflight.report(report.token.seq, ok);
+        let seq = report.token.widen_seq(t.inflight.oldest_seq());
+        let settled = t.inflight.report(seq, ok);
         if settled.lines > 0 {
             self.metrics
                 .lines
@@ -335,16 +365,15 @@ impl Tailer {
         Ok(())
     }
 
-    /// Reads and produces lines from every file that may be read; returns whether anything was
-    /// produced.
-    fn read_round(&mut self, now: Instant) -> Result<bool, TailerError> {
+    /// Reads and produces lines from every file that may be read.
+    fn read_round(&mut self, now: Instant) -> Result<Round, TailerError> {
         if self.replace_producer {
             // Waiting for the producer to drain before it is replaced.
-            return Ok(false);
+            return Ok(Round::Idle);
         }
         let max_in_flight = self.config.kafka.max_in_flight_messages;
         let mut in_flight = self.in_flight();
-        let mut progressed = false;
+        let mut round = Round::Idle;
         for (&key, t) in &mut self.files {
             if t.inflight.failed() || t.retry_at.is_some_and(|at| at > now) {
                 continue;
@@ -355,7 +384,7 @@ impl Tailer {
             };
             for _ in 0..LINES_PER_TURN {
                 if in_flight >= max_in_flight {
-                    return Ok(progressed);
+                    return Ok(Round::Full);
                 }
                 if t.failed_rounds > 0 && t.inflight.pending() >= PROBE_IN_FLIGHT {
                     break;
@@ -374,9 +403,7 @@ impl Tailer {
                 let (start, end, truncated_from) = (line.start, line.end, line.truncated_from);
                 let queued = self.producer.send(&Outgoing {
                     value: line.bytes,
-                    host: &self.host,
-                    path: &t.path_text,
-                    file_id: &t.id.0,
+                    source: &t.source,
                     offset: start,
                     truncated_from,
                     token: Token {
@@ -385,14 +412,14 @@ impl Tailer {
                     },
                 })?;
                 if queued == Queued::QueueFull {
-                    if let Err(error) = reader.seek(start) {
+                    if let Err(error) = reader.rewind(start) {
                         tracing::warn!(path = %t.path.display(), %error, "cannot re-read a line");
                     }
-                    return Ok(progressed);
+                    return Ok(Round::Full);
                 }
                 t.inflight.push(end);
                 in_flight += 1;
-                progressed = true;
+                round = Round::Produced;
                 t.at_eof = false;
                 t.last_growth = now;
                 if truncated_from.is_some() {
@@ -402,7 +429,7 @@ impl Tailer {
                 }
             }
         }
-        Ok(progressed)
+        Ok(round)
     }
 
     /// Closes renamed or deleted files that are read to their end and acknowledged, and those
@@ -425,9 +452,7 @@ impl Tailer {
                         let (start, end) = (line.start, line.end);
                         match self.producer.send(&Outgoing {
                             value: line.bytes,
-                            host: &self.host,
-                            path: &t.path_text,
-                            file_id: &t.id.0,
+                            source: &t.source,
                             offset: start,
                             truncated_from: line.truncated_from,
                             token: Token {
@@ -439,7 +464,7 @@ impl Tailer {
                                 t.inflight.push(end);
                             }
                             _ => {
-                                let _ = reader.seek(start);
+                                let _ = reader.rewind(start);
                             }
                         }
                         continue;
@@ -511,12 +536,13 @@ impl Tailer {
                     tracing::info!(from = %t.path.display(), to = %f.path.display(), "file renamed");
                     t.path_text = f.path.display().to_string();
                     t.path = f.path.clone();
+                    t.refresh_source(&self.host);
                 }
                 if t.rotated_since.take().is_some() {
                     tracing::debug!(path = %t.path.display(), "file matched again");
                 }
                 if !t.gzip {
-                    if let Some(lost) = check_truncation(t, &f, n, &mut self.registry) {
+                    if let Some(lost) = check_truncation(t, &f, n, &mut self.registry, &self.host) {
                         truncated.push((key, f, lost));
                     }
                 }
@@ -571,6 +597,7 @@ impl Tailer {
                     t.gzip = gzip;
                     t.path_text = f.path.display().to_string();
                     t.path = f.path;
+                    t.refresh_source(&self.host);
                     t.at_eof = false;
                     seen.insert(key);
                 }
@@ -675,7 +702,8 @@ impl Tailer {
                 }
             }
         };
-        let reader = match LineReader::open(file, gzip, offset, input.max_line_bytes) {
+        let max_line_bytes = input.max_line_bytes;
+        let reader = match LineReader::open(file, gzip, offset, max_line_bytes) {
             Ok(r) => r,
             Err(error) => {
                 tracing::warn!(path = %f.path.display(), %error, "cannot read");
@@ -686,19 +714,20 @@ impl Tailer {
         let fp = Fingerprint::of(head);
         let id = FileId::new(&fp, n, f.dev, f.ino);
         tracing::info!(path = %f.path.display(), id = %id, offset, "tailing file");
-        let key = self.next_key;
-        self.next_key += 1;
+        let key = self.new_key();
+        let path_text = f.path.display().to_string();
         self.files.insert(
             key,
             Tracked {
+                source: kafka::source_prefix(&self.host, &path_text, &id.0),
                 id,
                 fp,
-                path_text: f.path.display().to_string(),
+                path_text,
                 path: f.path,
                 dev: f.dev,
                 ino: f.ino,
                 gzip,
-                max_line_bytes: input.max_line_bytes,
+                max_line_bytes,
                 reader: Some(reader),
                 inflight: InFlight::new(offset),
                 retry_at: None,
@@ -711,6 +740,19 @@ impl Tailer {
         );
         self.registry_dirty = true;
         Some(key)
+    }
+
+    /// A runtime key for a newly opened file: a counter that wraps at [`TOKEN_FILE_MAX`] (the
+    /// widest key a delivery token carries), skipping keys still in use. A key is reused only
+    /// after its file was dropped, which waits for every delivery report of that file.
+    fn new_key(&mut self) -> u64 {
+        loop {
+            let key = self.next_key;
+            self.next_key = if key >= TOKEN_FILE_MAX { 0 } else { key + 1 };
+            if !self.files.contains_key(&key) {
+                return key;
+            }
+        }
     }
 
     fn update_lag(&self) {
@@ -775,6 +817,7 @@ fn check_truncation(
     f: &Found,
     n: usize,
     registry: &mut Registry,
+    host: &str,
 ) -> Option<(u64, u64)> {
     let reader = t.reader.as_ref()?;
     let read = reader.offset();
@@ -793,6 +836,7 @@ fn check_truncation(
             tracing::debug!(path = %t.path.display(), from = %t.id, to = %id, "file identity upgraded");
             registry.remove(&t.id);
             t.id = id;
+            t.refresh_source(host);
         }
     }
     None

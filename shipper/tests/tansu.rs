@@ -27,11 +27,18 @@ fn ships_every_line_once_and_a_restart_ships_nothing_again() {
     let shipper = Shipper::start(&dir, &config);
     let got = consume(&broker.brokers, &topic, expected.len(), TIMEOUT);
     assert_exactly_once(&got, &expected, &shipper.log_text());
-    let m = &got[0];
-    assert_eq!(m.headers["plowline.path"], log.display().to_string());
-    assert!(m.headers["plowline.file"].starts_with("fp:"), "{m:?}");
-    assert!(m.headers.contains_key("plowline.host"));
-    assert!(m.headers.contains_key("plowline.offset"));
+    // The headers trace every message to its file and byte range.
+    let content = fs::read(&log).unwrap();
+    for m in &got {
+        let source = m.source();
+        assert_eq!(source["path"], log.display().to_string(), "{m:?}");
+        assert!(source["file"].as_str().unwrap().starts_with("fp:"), "{m:?}");
+        assert!(!source["host"].as_str().unwrap().is_empty(), "{m:?}");
+        let start = m.offset() as usize;
+        let end = start + m.value.len();
+        assert_eq!(&content[start..end], m.value.as_bytes(), "{m:?}");
+        assert_eq!(content[end], b'\n', "{m:?}");
+    }
     shipper.stop();
     let size = fs::metadata(&log).unwrap().len();
     assert_eq!(registry_offsets(&dir)[&log.display().to_string()], size);
@@ -190,7 +197,8 @@ fn a_file_that_starts_empty_is_shipped_as_it_grows() {
     append(&log, expected.clone());
     let got = consume(&broker.brokers, &topic, expected.len(), TIMEOUT);
     assert_exactly_once(&got, &expected, &shipper.log_text());
-    assert!(got[0].headers["plowline.file"].starts_with("ino:"));
+    let file = got[0].source()["file"].as_str().unwrap().to_owned();
+    assert!(file.starts_with("ino:"), "{file}");
     // Grows past the fingerprint size: the identity is upgraded, nothing shipped twice.
     let more = lines("grown", 0..1_000);
     append(&log, more.clone());
@@ -258,6 +266,7 @@ fn a_line_over_the_maximum_is_shipped_cut_and_marked() {
     assert_eq!(got[0].value, "before");
     assert_eq!(got[1].value, "x".repeat(200));
     assert_eq!(got[1].headers["plowline.truncated"], "100000");
+    assert_eq!(got[1].offset(), "before\n".len() as u64);
     assert_eq!(got[2].value, "after");
     shipper.stop();
 }

@@ -17,6 +17,16 @@
 //!   enriched event is [`Outcome::Unreadable`] and becomes a `loader_parsing_error` bad row.
 //! - Writes are idempotent by `event_id` (Elasticsearch `_id`, ClickHouse `ReplacingMergeTree`),
 //!   so a batch written again after a crash gives the same results.
+//! - A document that is a Snowplow bad row ([`bad_rows::recognise`]) is stored in the sink's
+//!   bad-row table or indices, idempotently by the hash of the document, and answered
+//!   [`Outcome::BadRowWritten`]; so the same loader loads `tracker-bad` too. A bad row the sink
+//!   refuses is [`Outcome::Rejected`] like any document (the runner decides whether to wrap it).
+
+pub mod bad_rows;
+pub mod clickhouse;
+pub mod config;
+pub mod elasticsearch;
+pub mod runner;
 
 use std::future::Future;
 
@@ -49,6 +59,8 @@ pub enum Origin {
 pub enum Outcome {
     /// Stored by the sink (or already there: a repeated `event_id`).
     Written,
+    /// A bad row, stored in the sink's bad-row table or indices (or already there).
+    BadRowWritten,
     /// Refused by the sink for its content; the reason is the sink's own message.
     Rejected(String),
     /// Not a readable enriched event (not JSON, no valid `event_id`, a field of the wrong type);

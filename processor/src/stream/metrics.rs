@@ -111,6 +111,25 @@ impl Metrics {
     }
 }
 
+/// What the HTTP endpoint serves: the Prometheus text and the health state. Implemented by the
+/// processor's [`Metrics`] and by the loaders' counters.
+pub trait Exposition: Send + Sync + 'static {
+    /// The Prometheus text exposition (format 0.0.4).
+    fn render(&self) -> String;
+    /// False once shutdown has begun (`/healthz` answers 503).
+    fn healthy(&self) -> bool;
+}
+
+impl Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
 /// Binds `listen` (port 0 picks a free port); returns the listener and its address.
 pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(listen).await?;
@@ -119,14 +138,14 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
 }
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let metrics = Arc::clone(&metrics);
                 tokio::spawn(async move {
                     let answer =
-                        tokio::time::timeout(Duration::from_secs(10), answer(stream, &metrics));
+                        tokio::time::timeout(Duration::from_secs(10), answer(stream, &*metrics));
                     if let Ok(Err(error)) = answer.await {
                         tracing::debug!(%error, "metrics request failed");
                     }
@@ -141,7 +160,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 }
 
 /// Reads one request head (up to 8 KiB) and writes the response.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn answer<M: Exposition>(mut stream: TcpStream, metrics: &M) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0_u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
@@ -161,7 +180,7 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     stream.shutdown().await
 }
 
-fn route(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String) {
+fn route<M: Exposition>(head: &[u8], metrics: &M) -> (&'static str, &'static str, String) {
     let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
     let method = parts.next().unwrap_or_default();
@@ -177,9 +196,7 @@ fn route(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String)
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.render(),
         ),
-        b"/healthz" if metrics.healthy.load(Ordering::Relaxed) => {
-            ("200 OK", TEXT, "ok\n".to_owned())
-        }
+        b"/healthz" if metrics.healthy() => ("200 OK", TEXT, "ok\n".to_owned()),
         b"/healthz" => (
             "503 Service Unavailable",
             TEXT,

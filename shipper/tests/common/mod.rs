@@ -321,6 +321,19 @@ pub struct Consumed {
     pub headers: BTreeMap<String, String>,
 }
 
+impl Consumed {
+    /// The `plowline.source` header, parsed: `{"host", "path", "file", "offset"}`.
+    pub fn source(&self) -> serde_json::Value {
+        let text = &self.headers["plowline.source"];
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("source header {text:?}: {e}"))
+    }
+
+    /// The source header's offset: where the line starts in its file.
+    pub fn offset(&self) -> u64 {
+        self.source()["offset"].as_u64().unwrap()
+    }
+}
+
 /// Reads the whole topic from the beginning until `expected` messages have arrived and then
 /// nothing more for `quiet`, or `timeout` passes.
 pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
