@@ -144,8 +144,14 @@ client="$root/tests/tracker-client"
 node "$client/visitors.mjs" --endpoint "$PLOWLINE_NGINX_URL" --visitors "$visitors" --hits "$hits" \
   --out "$run/sent.ndjson" --progress
 sent=$(wc -l <"$run/sent.ndjson")
+# Two broken hits, to show where bad rows go: an unknown event type and a self-describing event
+# whose JSON does not parse.
+for query in 'e=zz&p=web&tv=quickstart' 'e=ue&p=web&tv=quickstart&ue_pr=%7Bnot%20json'; do
+  curl -fsS -o /dev/null "$PLOWLINE_NGINX_URL/i?$query"
+done
+sent=$((sent + 2))
 
-step "Waiting for the $sent events to be queryable in ClickHouse"
+step "Waiting for the $sent hits to be queryable in ClickHouse (as events or bad rows)"
 start_wait=$(date +%s)
 while :; do
   now=$(ch "SELECT count() FROM plowline.events FINAL")
