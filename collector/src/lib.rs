@@ -11,6 +11,7 @@
 //! The library does no I/O: every function here is pure and works over borrowed input.
 
 pub mod civil;
+mod hex;
 pub mod logformat;
 pub mod nginx;
 pub mod tracker;

@@ -212,69 +212,69 @@ impl Serialize for Params<'_> {
 /// Bytes that do not form UTF-8 are replaced with U+FFFD and the parameter is flagged
 /// ([`Param::invalid_utf8`]). Never fails: any byte string yields some parameters.
 pub fn parse_query(query: &[u8]) -> Params<'_> {
+    // Validated once as a whole, the text of every key and value that needs no decoding is a
+    // slice of it (`&` and `=` are ASCII, so the slices fall on character boundaries).
+    let text = std::str::from_utf8(query).ok();
     let mut all = Vec::with_capacity(memchr::memchr_iter(b'&', query).count() + 1);
-    all.extend(query.split(|&b| b == b'&').filter_map(|pair| {
-        let (key, value) = match memchr(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'&', query).chain([query.len()]) {
+        let (pair, pair_text) = (&query[start..end], text.map(|t| &t[start..end]));
+        start = end + 1;
+        let eq = memchr(b'=', pair).unwrap_or(pair.len());
+        let value_at = (eq + 1).min(pair.len());
+        let (key, value) = (&pair[..eq], &pair[value_at..]);
         if key.is_empty() && value.is_empty() {
-            return None;
+            continue;
         }
-        let (key, bad_key) = form_decode(key);
-        let (value, bad_value) = form_decode(value);
-        Some(Param {
+        let (key, bad_key) = form_decode(key, pair_text.map(|t| &t[..eq]));
+        let (value, bad_value) = form_decode(value, pair_text.map(|t| &t[value_at..]));
+        all.push(Param {
             key,
             value,
             invalid_utf8: bad_key || bad_value,
             json_type: None,
-        })
-    }));
+        });
+    }
     Params::from_vec(all)
 }
 
-/// Form-decodes one key or value; returns the text and whether it was invalid UTF-8.
-fn form_decode(raw: &[u8]) -> (Cow<'_, str>, bool) {
+/// Form-decodes one key or value (`text` is `raw` when it is known to be UTF-8); returns the
+/// text and whether it was invalid UTF-8.
+fn form_decode<'a>(raw: &'a [u8], text: Option<&'a str>) -> (Cow<'a, str>, bool) {
     if memchr2(b'%', b'+', raw).is_none() {
-        return match std::str::from_utf8(raw) {
+        return match text.map_or_else(|| std::str::from_utf8(raw), Ok) {
             Ok(text) => (Cow::Borrowed(text), false),
             Err(_) => (String::from_utf8_lossy(raw), true),
         };
     }
-    // Values that need decoding are often dense with escapes (a percent-encoded JSON `co`): one
-    // pass over the bytes beats searching for each escape.
-    let mut bytes = Vec::with_capacity(raw.len());
+    // Values that need decoding are often dense with escapes (a percent-encoded JSON `co` is
+    // about one escape in three bytes): one pass over the bytes, writing into a buffer sized for
+    // the worst case (decoding never grows the text), with the hex digits read from a table.
+    let mut bytes = vec![0; raw.len()];
+    let mut len = 0;
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         i += 1;
-        match b {
-            b'+' => bytes.push(b' '),
-            b'%' => match (raw.get(i).and_then(hex), raw.get(i + 1).and_then(hex)) {
-                (Some(high), Some(low)) => {
-                    bytes.push(high << 4 | low);
+        bytes[len] = match b {
+            b'+' => b' ',
+            b'%' => match raw.get(i..i + 2).and_then(|d| crate::hex::pair(d[0], d[1])) {
+                Some(decoded) => {
                     i += 2;
+                    decoded
                 }
-                _ => bytes.push(b'%'),
+                None => b'%',
             },
-            b => bytes.push(b),
-        }
+            b => b,
+        };
+        len += 1;
     }
+    bytes.truncate(len);
     match String::from_utf8(bytes) {
         Ok(text) => (Cow::Owned(text), false),
         Err(err) => (
             Cow::Owned(String::from_utf8_lossy(err.as_bytes()).into_owned()),
             true,
         ),
-    }
-}
-
-/// The value of one hex digit.
-fn hex(digit: &u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
     }
 }
 
