@@ -1,5 +1,7 @@
 //! Iglu schema URIs, self-describing JSON and the `unstruct_event` / `contexts` envelopes.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
@@ -481,9 +483,31 @@ impl<'t> Canonicalizer<'t> {
     /// A self-describing entity whose `data` is any JSON value.
     fn self_describing(&mut self) -> Option<SelfDescribing> {
         let (schema, data) = self.schema_and(|reader| reader.json_text())?;
-        let schema = SchemaKey::parse(schema).ok()?;
+        let schema = recent_schema_key(schema)?;
         Some(SelfDescribing { schema, data })
     }
+}
+
+/// [`SchemaKey::parse`], remembering the last few keys read on this thread: the entities of an
+/// event, and of the next ones, come from a handful of schemas, and cloning a key costs a
+/// fraction of parsing it.
+fn recent_schema_key(uri: &str) -> Option<SchemaKey> {
+    const REMEMBERED: usize = 8;
+    thread_local! {
+        static RECENT: RefCell<VecDeque<(Box<str>, SchemaKey)>> =
+            const { RefCell::new(VecDeque::new()) };
+    }
+    RECENT.with_borrow_mut(|recent| {
+        if let Some((_, key)) = recent.iter().find(|(known, _)| **known == *uri) {
+            return Some(key.clone());
+        }
+        let key = SchemaKey::parse(uri).ok()?;
+        if recent.len() == REMEMBERED {
+            recent.pop_back();
+        }
+        recent.push_front((uri.into(), key.clone()));
+        Some(key)
+    })
 }
 
 /// Base64 with the standard alphabet, padding optional, non-zero trailing bits tolerated.
