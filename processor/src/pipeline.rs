@@ -330,7 +330,10 @@ fn cookie_userid(hit: &Hit<'_>) -> Option<String> {
 }
 
 fn nonempty_text(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty() && bytes != b"-").then(|| String::from_utf8_lossy(bytes).into_owned())
+    (!bytes.is_empty() && bytes != b"-").then(|| match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    })
 }
 
 fn text(value: Option<&str>) -> Option<String> {

@@ -150,13 +150,25 @@ impl<'a> Params<'a> {
 fn find_duplicates(all: &[Param<'_>]) -> Vec<usize> {
     let mut duplicate = Vec::new();
     if all.len() <= 64 {
-        // A tracker hit has a few dozen keys: compare cheap fingerprints pairwise, and the keys
-        // themselves only when the fingerprints agree.
+        // A tracker hit has a few dozen keys: an open-addressing table of their indices, keyed
+        // by a cheap fingerprint, compares keys only when the fingerprints agree.
         let mut prints = [0u64; 64];
+        let mut slots = [0u8; 128]; // index + 1 of a first occurrence; 0 = empty
         for (i, param) in all.iter().enumerate() {
             prints[i] = fingerprint(&param.key);
-            if (0..i).any(|j| prints[j] == prints[i] && all[j].key == param.key) {
-                duplicate.push(i);
+            let mut slot = (prints[i].wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+            loop {
+                match usize::from(slots[slot]) {
+                    0 => {
+                        slots[slot] = i as u8 + 1;
+                        break;
+                    }
+                    j if prints[j - 1] == prints[i] && all[j - 1].key == param.key => {
+                        duplicate.push(i);
+                        break;
+                    }
+                    _ => slot = (slot + 1) % slots.len(),
+                }
             }
         }
     } else {

@@ -6,6 +6,9 @@
 //!
 //! Written straight into a byte buffer: no intermediate `serde_json::Value` per event.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 use plowline_collector::tracker::{SchemaKey, SelfDescribing};
 
 use crate::event::FieldVisitor;
@@ -80,17 +83,44 @@ pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
 /// in snake_case, both lower-case, then the model: `com.acme/productEntity/…/1-0-2` →
 /// `com_acme_product_entity_1`.
 pub fn flat_key(prefix: &str, schema: &SchemaKey, out: &mut Vec<u8>) {
-    out.extend_from_slice(prefix.as_bytes());
-    for b in schema.vendor.bytes() {
-        out.push(match b {
-            b'.' | b'-' => b'_',
-            b => b.to_ascii_lowercase(),
-        });
+    /// The flattened names of the last few schemas, per thread: an event's entities, and the
+    /// next events', come from a handful of schemas.
+    type Recent = VecDeque<(String, String, u32, Vec<u8>)>;
+    const REMEMBERED: usize = 8;
+    thread_local! {
+        static RECENT: RefCell<Recent> = const { RefCell::new(VecDeque::new()) };
     }
-    out.push(b'_');
-    snake_case(&schema.name, out);
-    out.push(b'_');
-    out.extend_from_slice(itoa::Buffer::new().format(schema.model).as_bytes());
+    out.extend_from_slice(prefix.as_bytes());
+    RECENT.with_borrow_mut(|recent| {
+        let known = recent.iter().find(|(vendor, name, model, _)| {
+            *model == schema.model && *vendor == schema.vendor && *name == schema.name
+        });
+        if let Some((_, _, _, flat)) = known {
+            out.extend_from_slice(flat);
+            return;
+        }
+        let mut flat = Vec::new();
+        for b in schema.vendor.bytes() {
+            flat.push(match b {
+                b'.' | b'-' => b'_',
+                b => b.to_ascii_lowercase(),
+            });
+        }
+        flat.push(b'_');
+        snake_case(&schema.name, &mut flat);
+        flat.push(b'_');
+        flat.extend_from_slice(itoa::Buffer::new().format(schema.model).as_bytes());
+        out.extend_from_slice(&flat);
+        if recent.len() == REMEMBERED {
+            recent.pop_back();
+        }
+        recent.push_front((
+            schema.vendor.clone(),
+            schema.name.clone(),
+            schema.model,
+            flat,
+        ));
+    });
 }
 
 /// camelCase to snake_case the way Snowplow's analytics SDKs do it: `_` between a lower-case
