@@ -10,7 +10,8 @@
 # `scripts/services.sh start DIR`), else starts one of its own with scripts/services.sh and stops
 # it at the end. The test starts its own nginx and Tansu (memory storage).
 #
-# Environment: BENCH_RATE (hits/s, 2000), BENCH_SECONDS (45), BENCH_KEEP=1 keeps the services
+# Environment: BENCH_RATE (hits/s, 2000), BENCH_SECONDS (45), PLOWLINE_E2E_BATCH_WAIT_MS (the
+# loaders' batch.max_wait_ms, 200), BENCH_KEEP=1 keeps the services
 # directory of a ClickHouse started here.
 set -euo pipefail
 

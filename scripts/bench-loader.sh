@@ -18,14 +18,14 @@
 #
 # Both write 100000 rows per insert (the loader's clickhouse.max_insert_rows, clickhouse-client's
 # --max_insert_block_size; a block of a million rows of this width exceeds the server's default
-# memory limit). The loader's batch holds three inserts (batch.max_events = 300000): within a
-# batch the next insert is decoded and streamed while the server finishes the previous one, which
-# on an otherwise idle machine is worth ~20 % over one insert per batch (it costs memory: the
-# batch's documents, ≈1 GB RSS here). The rounds alternate which writer goes first.
+# memory limit), and the loader's batch is one insert (batch.max_events = 100000); with --input
+# the loader keeps two batches in flight, so the next one streams while the server finishes the
+# previous. The rounds alternate which writer goes first.
 #
 # Environment: BENCH_LINES (850000), BENCH_ROUNDS (2), BENCH_INSERT_ROWS (rows per insert,
-# 100000), BENCH_BATCH_EVENTS (the loader's batch, 300000), BENCH_EVENTS (an existing NDJSON file of enriched events to use instead of
-# generating one), BENCH_KEEP=1 keeps the temp dir. Builds the release binary first.
+# 100000), BENCH_BATCH_EVENTS (the loader's batch, 100000), BENCH_EVENTS (an existing NDJSON
+# file of enriched events to use instead of generating one), BENCH_KEEP=1 keeps the temp dir.
+# Builds the release binary first.
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +33,7 @@ readonly ROOT
 LINES=${BENCH_LINES:-850000}
 ROUNDS=${BENCH_ROUNDS:-2}
 INSERT_ROWS=${BENCH_INSERT_ROWS:-100000}
-BATCH_EVENTS=${BENCH_BATCH_EVENTS:-300000}
+BATCH_EVENTS=${BENCH_BATCH_EVENTS:-100000}
 
 note() { printf 'bench-loader: %s\n' "$*" >&2; }
 die() {

@@ -16,11 +16,13 @@
 //!
 //! Measured (printed, not asserted): latency from the hit (`sent_ms`, when the tracker handed the
 //! request to the socket) to the row being queryable in ClickHouse, by polling ClickHouse every
-//! 250 ms for new `event_id`s (a row's time is the end of the first poll that returned it, so it
-//! is at most one poll interval plus one query late); and to the document being indexed in the
+//! 250 ms for new `event_id`s (a row's time is the start of the first poll that returned it: a
+//! SELECT reads the parts that exist when it starts, so the row was queryable by then and at most
+//! one poll interval earlier); and to the document being indexed in the
 //! Elasticsearch test server (its own clock at indexing; searchable up to one refresh later).
 //!
-//! Sizes: `PLOWLINE_E2E_RATE` hits/s (default 2000) for `PLOWLINE_E2E_SECONDS` (default 15).
+//! Sizes: `PLOWLINE_E2E_RATE` hits/s (default 2000) for `PLOWLINE_E2E_SECONDS` (default 15);
+//! `PLOWLINE_E2E_BATCH_WAIT_MS` is the loaders' `batch.max_wait_ms` (default 200).
 //! The binaries are those next to this test's executable (`target/<profile>/`, built by
 //! `cargo test --workspace` or `cargo build --workspace --bins`), or in `PLOWLINE_E2E_BIN_DIR`.
 //! `scripts/bench-e2e.sh` runs this test on release binaries for the benchmark.
@@ -416,14 +418,17 @@ fn summary(mut values: Vec<i64>) -> String {
 struct Poller {
     clickhouse: ClickHouse,
     table: String,
-    /// event_id → end of the first poll that returned it (ms since the epoch).
+    /// event_id → start of the first poll that returned it (ms since the epoch).
     seen_ms: HashMap<String, i64>,
 }
 
 impl Poller {
-    /// Polls once for rows whose `etl_tstamp` is at least `since_ms` (floored to seconds).
+    /// Polls once for rows whose `etl_tstamp` is at least `since_ms` (floored to seconds). A row
+    /// it returns is stamped with the poll's start: a SELECT reads the parts that exist when it
+    /// starts, so the row was queryable by then (and not at the previous poll's start).
     async fn poll(&mut self, since_ms: i64) {
         let since_s = since_ms.div_euclid(1000);
+        let at = now_ms();
         let body = self
             .clickhouse
             .query(&format!(
@@ -432,7 +437,6 @@ impl Poller {
                 self.table
             ))
             .await;
-        let at = now_ms();
         for eid in body.lines() {
             self.seen_ms.entry(eid.to_owned()).or_insert(at);
         }
@@ -636,6 +640,7 @@ fn check_fields(store: &str, got: &Value, sent: &Value) {
 async fn hits_from_a_real_tracker_reach_clickhouse_and_elasticsearch_exactly_once_and_fast() {
     let rate = env_u32("PLOWLINE_E2E_RATE", 2000);
     let seconds = env_u32("PLOWLINE_E2E_SECONDS", 15);
+    let batch_wait_ms = env_u32("PLOWLINE_E2E_BATCH_WAIT_MS", 200);
     let bins = bin_dir();
 
     let nginx = support::start_nginx("e2e");
@@ -745,7 +750,7 @@ bad_topic = "tracker-bad"
 [kafka.librdkafka]
 {consumer_options}
 [batch]
-max_wait_ms = 200
+max_wait_ms = {batch_wait_ms}
 
 {section}
 [metrics]

@@ -130,7 +130,9 @@ struct LoadArgs {
     /// The loader configuration (see processor/examples/loaders.toml).
     #[arg(long, env = "PLOW_LOADER_CONFIG")]
     config: PathBuf,
-    /// Load this NDJSON file of enriched events (`-` for stdin) instead of consuming Kafka.
+    /// Load this NDJSON file of enriched events (`-` for stdin) instead of consuming Kafka. Two
+    /// batches are in flight (one finishing while the next streams): memory is about twice a
+    /// batch's documents.
     #[arg(long)]
     input: Option<String>,
     /// With --input: where bad rows go, one per line. Default: `<input>.bad`, stderr for stdin.
@@ -459,7 +461,7 @@ fn load(kind: SinkKind, args: LoadArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the loader with `sink`: on `input` (a file, `-` for stdin) when given, else on Kafka.
-async fn run_sink<S: Sink>(
+async fn run_sink<S: Sink + Clone>(
     sink: S,
     settings: &plowline_processor::sinks::config::LoaderSettings,
     metrics: Arc<LoaderMetrics>,

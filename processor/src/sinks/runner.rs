@@ -28,8 +28,10 @@
 //! is set, the process aborts (as `kill -9` would stop it) right after the first batch the sink
 //! wrote, before any offset of it is stored. The tests use it to deliver a batch twice.
 
+use std::future::Future;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -365,9 +367,17 @@ async fn write_batch<S: Sink>(
     Ok(bad_rows)
 }
 
+/// A batch written by one of [`run_file`]'s two sinks: the sink comes back with the bad rows to
+/// write.
+type Written<S> = (S, Result<Vec<BadRow>, SinkError>);
+
 /// Loads an NDJSON file of enriched events (`input`, one per line) with `sink`; bad rows go to
 /// `bad`, one per line. `progress` is called after each batch with the bytes read so far.
-pub async fn run_file<S: Sink>(
+///
+/// Two batches are in flight: while the sink finishes one (ClickHouse writes its parts and runs
+/// the views, Elasticsearch answers the `_bulk`), the next is read and streamed by a clone of the
+/// sink. Outcomes and bad rows are handled in the file's order.
+pub async fn run_file<S: Sink + Clone>(
     mut sink: S,
     mut input: impl BufRead,
     bad: &mut dyn Write,
@@ -376,6 +386,12 @@ pub async fn run_file<S: Sink>(
     mut progress: impl FnMut(u64, &Summary),
 ) -> Result<Summary, LoaderError> {
     sink.prepare().await?;
+    let write = |mut sink: S, batch: Batch| async move {
+        let written = write_batch(&mut sink, &batch.docs, metrics).await;
+        (sink, written)
+    };
+    let mut idle = vec![sink.clone(), sink];
+    let mut in_flight: Option<Pin<Box<dyn Future<Output = Written<S>> + '_>>> = None;
     let mut batch = Batch::default();
     let mut line_number = 0_u64;
     let mut bytes_read = 0_u64;
@@ -404,22 +420,53 @@ pub async fn run_file<S: Sink>(
             batch.push(&line, Origin::Line(line_number));
         }
         if batch.is_full(&limits) || (eof && !batch.docs.is_empty()) {
-            let bad_rows = write_batch(&mut sink, &batch.docs, metrics).await?;
-            batch.clear();
-            let mut buf = Vec::new();
-            for row in &bad_rows {
-                row.write_line(&mut buf);
+            let sink = idle
+                .pop()
+                .expect("a sink is idle while at most one batch is in flight");
+            let mut next = Box::pin(write(sink, std::mem::take(&mut batch)));
+            let Some(mut previous) = in_flight.take() else {
+                in_flight = Some(next);
+                continue;
+            };
+            // Both make progress until the earlier batch is done.
+            tokio::select! {
+                biased;
+                earlier = &mut previous => {
+                    finish_file_batch(earlier, &mut idle, bad)?;
+                    in_flight = Some(next);
+                }
+                later = &mut next => {
+                    finish_file_batch(previous.await, &mut idle, bad)?;
+                    finish_file_batch(later, &mut idle, bad)?;
+                }
             }
-            bad.write_all(&buf)
-                .and_then(|()| bad.flush())
-                .map_err(|source| LoaderError::Io {
-                    what: "cannot write bad rows".to_owned(),
-                    source,
-                })?;
             progress(bytes_read, &metrics.summary());
         }
     }
+    if let Some(last) = in_flight {
+        finish_file_batch(last.await, &mut idle, bad)?;
+        progress(bytes_read, &metrics.summary());
+    }
     Ok(metrics.summary())
+}
+
+/// Takes back the sink of a batch [`run_file`] wrote and writes the batch's bad rows to `bad`.
+fn finish_file_batch<S>(
+    (sink, written): Written<S>,
+    idle: &mut Vec<S>,
+    bad: &mut dyn Write,
+) -> Result<(), LoaderError> {
+    idle.push(sink);
+    let mut buf = Vec::new();
+    for row in &written? {
+        row.write_line(&mut buf);
+    }
+    bad.write_all(&buf)
+        .and_then(|()| bad.flush())
+        .map_err(|source| LoaderError::Io {
+            what: "cannot write bad rows".to_owned(),
+            source,
+        })
 }
 
 /// The consumer's context: forgets revoked partitions' unwritten messages.
@@ -733,6 +780,7 @@ mod tests {
     use super::*;
 
     /// A sink that refuses documents containing `bad`, and reads nothing that is not JSON.
+    #[derive(Clone)]
     struct Picky {
         written: Vec<Vec<u8>>,
     }

@@ -42,7 +42,7 @@ use retry::{Backoff, RetryLog};
 use service::{Failure, Service};
 
 /// Writes batches of enriched events into ClickHouse.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClickHouseSink {
     config: ClickHouseConfig,
     service: Service,

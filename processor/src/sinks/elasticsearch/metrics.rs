@@ -86,7 +86,7 @@ impl ElasticsearchMetrics {
 }
 
 /// Lets through at most `per_window` messages per `window`, counting the others.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LogLimiter {
     per_window: u32,
     window: Duration,

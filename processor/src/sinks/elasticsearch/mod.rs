@@ -52,7 +52,7 @@ fn fatal(message: String) -> SinkError {
 }
 
 /// Writes batches of enriched events with the `_bulk` API.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ElasticsearchSink {
     config: Validated,
     encoder: Encoder,

@@ -39,7 +39,7 @@ pub struct TransportError {
 }
 
 /// Sends requests to the cluster.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Service {
     client: reqwest::Client,
     endpoints: Vec<String>,
