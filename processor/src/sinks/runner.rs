@@ -793,6 +793,13 @@ mod tests {
             Ok(())
         }
         async fn write(&mut self, batch: &[Doc]) -> Result<Vec<Outcome>, SinkError> {
+            // A batch with a `slow` document finishes after the batches behind it.
+            if batch
+                .iter()
+                .any(|doc| doc.json.windows(4).any(|w| w == b"slow"))
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(batch
                 .iter()
                 .map(|doc| {
@@ -862,6 +869,36 @@ mod tests {
         assert!(text.contains(
             "plowline_loader_bad_rows_total{sink=\"picky\",type=\"loader_runtime_error\"} 1\n"
         ));
+    }
+
+    #[tokio::test]
+    async fn file_mode_keeps_the_file_order_when_a_later_batch_finishes_first() {
+        let input = b"{\"slow\":\"bad 1\"}\n{\"bad\":2}\n{\"a\":3}\n{\"bad\":4}\n".as_slice();
+        let mut bad = Vec::new();
+        let metrics = LoaderMetrics::new("picky");
+        let limits = BatchLimits {
+            max_events: 1,
+            max_bytes: 1 << 20,
+            max_wait: Duration::from_secs(1),
+        };
+        let summary = run_file(
+            Picky { written: vec![] },
+            input,
+            &mut bad,
+            limits,
+            &metrics,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!((summary.read, summary.written, summary.rejected), (4, 1, 3));
+        let bad = String::from_utf8(bad).unwrap();
+        let at = |needle: &str| {
+            bad.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {bad}"))
+        };
+        assert!(at("bad 1") < at(r#"\"bad\":2"#), "{bad}");
+        assert!(at(r#"\"bad\":2"#) < at(r#"\"bad\":4"#), "{bad}");
     }
 
     fn line(row: &BadRow) -> Vec<u8> {
