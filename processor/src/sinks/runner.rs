@@ -823,13 +823,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn file_mode_writes_batches_and_bad_rows() {
-        let input = b"{\"a\":1}\nnope\n{\"bad\":2}\n{\"a\":3}\n{\"a\":4}".as_slice();
+    /// Loads `input` with [`Picky`] in batches of `max_events`: the summary, the bad rows
+    /// written, the metrics and how many times progress was reported.
+    async fn load_file(input: &[u8], max_events: usize) -> (Summary, String, LoaderMetrics, u32) {
         let mut bad = Vec::new();
         let metrics = LoaderMetrics::new("picky");
         let limits = BatchLimits {
-            max_events: 2,
+            max_events,
             max_bytes: 1 << 20,
             max_wait: Duration::from_secs(1),
         };
@@ -844,6 +844,13 @@ mod tests {
         )
         .await
         .unwrap();
+        (summary, String::from_utf8(bad).unwrap(), metrics, calls)
+    }
+
+    #[tokio::test]
+    async fn file_mode_writes_batches_and_bad_rows() {
+        let input = b"{\"a\":1}\nnope\n{\"bad\":2}\n{\"a\":3}\n{\"a\":4}";
+        let (summary, bad, metrics, calls) = load_file(input, 2).await;
         assert_eq!(
             summary,
             Summary {
@@ -857,7 +864,6 @@ mod tests {
             }
         );
         assert_eq!(calls, 3);
-        let bad = String::from_utf8(bad).unwrap();
         assert_eq!(bad.lines().count(), 2);
         assert!(bad.contains("loader_parsing_error"), "{bad}");
         assert!(bad.contains("loader_runtime_error"), "{bad}");
@@ -873,26 +879,9 @@ mod tests {
 
     #[tokio::test]
     async fn file_mode_keeps_the_file_order_when_a_later_batch_finishes_first() {
-        let input = b"{\"slow\":\"bad 1\"}\n{\"bad\":2}\n{\"a\":3}\n{\"bad\":4}\n".as_slice();
-        let mut bad = Vec::new();
-        let metrics = LoaderMetrics::new("picky");
-        let limits = BatchLimits {
-            max_events: 1,
-            max_bytes: 1 << 20,
-            max_wait: Duration::from_secs(1),
-        };
-        let summary = run_file(
-            Picky { written: vec![] },
-            input,
-            &mut bad,
-            limits,
-            &metrics,
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let input = b"{\"slow\":\"bad 1\"}\n{\"bad\":2}\n{\"a\":3}\n{\"bad\":4}\n";
+        let (summary, bad, _, _) = load_file(input, 1).await;
         assert_eq!((summary.read, summary.written, summary.rejected), (4, 1, 3));
-        let bad = String::from_utf8(bad).unwrap();
         let at = |needle: &str| {
             bad.find(needle)
                 .unwrap_or_else(|| panic!("{needle}: {bad}"))
