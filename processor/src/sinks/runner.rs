@@ -5,8 +5,9 @@
 //!
 //! - **An input offset is stored only after its batch was written and the bad rows of that
 //!   batch were acknowledged by the broker** (`enable.auto.offset.store=false`; librdkafka's
-//!   auto-commit commits only stored offsets). Batches are written one at a time, in order;
-//!   [`OffsetTracker`] gives the offset to store per partition.
+//!   auto-commit commits only stored offsets). At most [`IN_FLIGHT`] batches are written at
+//!   once, each by its own clone of the sink, and they finish in order; [`OffsetTracker`]
+//!   gives the offset to store per partition.
 //! - **Nothing is dropped**: every document is written, or becomes a `loader_parsing_error` /
 //!   `loader_runtime_error` bad row, each counted. A bad row that fails to be produced is
 //!   produced again with backoff until the broker acknowledges it (the offsets wait).
@@ -21,8 +22,9 @@
 //!   rows forever.
 //! - **Batches** close at `batch.max_events` events, `batch.max_bytes` bytes, or
 //!   `batch.max_wait_ms` after their first event.
-//! - **Clean shutdown** (SIGTERM/SIGINT): stop consuming, let the batch being written finish
-//!   (at most `kafka.shutdown_timeout_ms`), store its offsets, commit synchronously, exit.
+//! - **Clean shutdown** (SIGTERM/SIGINT): stop consuming, write the batch being filled, let the
+//!   batches being written finish (together at most `kafka.shutdown_timeout_ms`), store their
+//!   offsets, commit synchronously, exit.
 //!
 //! A test-only fault hook: when the environment variable `PLOW_LOADER_TEST_ABORT_AFTER_WRITE`
 //! is set, the process aborts (as `kill -9` would stop it) right after the first batch the sink
@@ -36,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -285,12 +288,6 @@ impl Batch {
     fn is_full(&self, limits: &BatchLimits) -> bool {
         self.docs.len() >= limits.max_events || self.bytes >= limits.max_bytes
     }
-
-    /// Empties the batch.
-    fn clear(&mut self) {
-        self.bytes = 0;
-        self.docs.clear();
-    }
 }
 
 fn now_ms() -> i64 {
@@ -367,31 +364,25 @@ async fn write_batch<S: Sink>(
     Ok(bad_rows)
 }
 
-/// A batch written by one of [`run_file`]'s two sinks: the sink comes back with the bad rows to
-/// write.
-type Written<S> = (S, Result<Vec<BadRow>, SinkError>);
-
 /// Loads an NDJSON file of enriched events (`input`, one per line) with `sink`; bad rows go to
 /// `bad`, one per line. `progress` is called after each batch with the bytes read so far.
 ///
-/// Two batches are in flight: while the sink finishes one (ClickHouse writes its parts and runs
-/// the views, Elasticsearch answers the `_bulk`), the next is read and streamed by a clone of the
-/// sink. Outcomes and bad rows are handled in the file's order.
+/// Two batches are in flight (see [`IN_FLIGHT`]); outcomes and bad rows are handled in the
+/// file's order.
 pub async fn run_file<S: Sink + Clone>(
-    mut sink: S,
+    sink: S,
     mut input: impl BufRead,
     bad: &mut dyn Write,
     limits: BatchLimits,
     metrics: &LoaderMetrics,
     mut progress: impl FnMut(u64, &Summary),
 ) -> Result<Summary, LoaderError> {
-    sink.prepare().await?;
+    let mut idle = sinks(sink).await?;
     let write = |mut sink: S, batch: Batch| async move {
         let written = write_batch(&mut sink, &batch.docs, metrics).await;
         (sink, written)
     };
-    let mut idle = vec![sink.clone(), sink];
-    let mut in_flight: Option<Pin<Box<dyn Future<Output = Written<S>> + '_>>> = None;
+    let mut in_flight = FuturesOrdered::new();
     let mut batch = Batch::default();
     let mut line_number = 0_u64;
     let mut bytes_read = 0_u64;
@@ -422,43 +413,36 @@ pub async fn run_file<S: Sink + Clone>(
         if batch.is_full(&limits) || (eof && !batch.docs.is_empty()) {
             let sink = idle
                 .pop()
-                .expect("a sink is idle while at most one batch is in flight");
-            let mut next = Box::pin(write(sink, std::mem::take(&mut batch)));
-            let Some(mut previous) = in_flight.take() else {
-                in_flight = Some(next);
-                continue;
-            };
-            // Both make progress until the earlier batch is done.
-            tokio::select! {
-                biased;
-                earlier = &mut previous => {
-                    finish_file_batch(earlier, &mut idle, bad)?;
-                    in_flight = Some(next);
-                }
-                later = &mut next => {
-                    finish_file_batch(previous.await, &mut idle, bad)?;
-                    finish_file_batch(later, &mut idle, bad)?;
-                }
-            }
+                .expect("a sink is idle: fewer batches are in flight");
+            in_flight.push_back(write(sink, std::mem::take(&mut batch)));
+        }
+        // While reading, the oldest batch finishes when no sink is idle; at the end, all of them.
+        while in_flight.len() == IN_FLIGHT || (eof && !in_flight.is_empty()) {
+            let (sink, written) = in_flight.next().await.expect("a batch is in flight");
+            idle.push(sink);
+            write_bad_lines(bad, &written?)?;
             progress(bytes_read, &metrics.summary());
         }
-    }
-    if let Some(last) = in_flight {
-        finish_file_batch(last.await, &mut idle, bad)?;
-        progress(bytes_read, &metrics.summary());
     }
     Ok(metrics.summary())
 }
 
-/// Takes back the sink of a batch [`run_file`] wrote and writes the batch's bad rows to `bad`.
-fn finish_file_batch<S>(
-    (sink, written): Written<S>,
-    idle: &mut Vec<S>,
-    bad: &mut dyn Write,
-) -> Result<(), LoaderError> {
-    idle.push(sink);
+/// How many batches a loader writes at once, each with its own clone of the sink: while the
+/// sink finishes one (ClickHouse writes its parts and runs the views, Elasticsearch answers the
+/// `_bulk`), the next is read, encoded and streamed. They finish in the order they started, so
+/// a loader holds about two batches in memory.
+const IN_FLIGHT: usize = 2;
+
+/// Prepares `sink` and clones it for each batch in flight.
+async fn sinks<S: Sink + Clone>(mut sink: S) -> Result<Vec<S>, SinkError> {
+    sink.prepare().await?;
+    Ok(vec![sink; IN_FLIGHT])
+}
+
+/// Writes `rows` to `bad`, one line each.
+fn write_bad_lines(bad: &mut dyn Write, rows: &[BadRow]) -> Result<(), LoaderError> {
     let mut buf = Vec::new();
-    for row in &written? {
+    for row in rows {
         row.write_line(&mut buf);
     }
     bad.write_all(&buf)
@@ -468,6 +452,10 @@ fn finish_file_batch<S>(
             source,
         })
 }
+
+/// A batch [`run_kafka`] is writing: its sink comes back with the batch's tickets once the
+/// batch is written and its bad rows are acknowledged.
+type InFlight<'a, S> = Pin<Box<dyn Future<Output = (S, Vec<Ticket>, Result<(), SinkError>)> + 'a>>;
 
 /// The consumer's context: forgets revoked partitions' unwritten messages.
 struct LoaderContext {
@@ -503,8 +491,8 @@ fn lock(tracker: &Mutex<OffsetTracker>) -> MutexGuard<'_, OffsetTracker> {
 /// Consumes `kafka.topic` in the consumer group and loads it with `sink` until `shutdown`
 /// completes; see the module doc for the guarantees. The metrics endpoint's address is logged
 /// once it listens.
-pub async fn run_kafka<S: Sink>(
-    mut sink: S,
+pub async fn run_kafka<S: Sink + Clone>(
+    sink: S,
     settings: &LoaderSettings,
     metrics: Arc<LoaderMetrics>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -526,7 +514,7 @@ pub async fn run_kafka<S: Sink>(
         })?;
     let server = tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
     tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
-    sink.prepare().await?;
+    let mut idle = sinks(sink).await?;
 
     let mut consumer_config = ClientConfig::new();
     consumer_config
@@ -566,106 +554,121 @@ pub async fn run_kafka<S: Sink>(
     );
 
     let limits = settings.batch;
-    let mut stopping = false;
-    tokio::pin!(shutdown);
+    let metrics = &*metrics;
+    let write = |mut sink: S, batch: Batch, tickets: Vec<Ticket>| -> InFlight<'_, S> {
+        let producer = &producer;
+        let bad_topic = kafka.bad_topic.as_str();
+        Box::pin(async move {
+            let written = match write_batch(&mut sink, &batch.docs, metrics).await {
+                Ok(bad_rows) => {
+                    deliver_bad_rows(producer, bad_topic, &bad_rows, metrics).await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+            (sink, tickets, written)
+        })
+    };
+    let mut in_flight: FuturesOrdered<InFlight<'_, S>> = FuturesOrdered::new();
     let mut batch = Batch::default();
-    while !stopping {
-        // Fill a batch.
-        batch.clear();
-        let mut tickets: Vec<Ticket> = Vec::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let wait = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+    let mut tickets: Vec<Ticket> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    tokio::pin!(shutdown);
+    // Fill a batch while fewer than `IN_FLIGHT` are being written; start writing it when it is
+    // full or its time is up; store a batch's offsets when it (and every batch before it) is done.
+    loop {
+        let wait = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let full = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some((sink, done, written)) = in_flight.next() => {
+                if let Err(error) = written {
+                    server.abort();
+                    return Err(error.into());
                 }
-            };
-            let message = tokio::select! {
-                biased;
-                () = &mut shutdown => {
-                    stopping = true;
-                    break;
+                store_offsets(&consumer, &tracker, &done, metrics);
+                idle.push(sink);
+                false
+            }
+            () = wait => true,
+            message = consumer.recv(), if in_flight.len() < IN_FLIGHT => match message {
+                Ok(message) => {
+                    tickets.push(lock(&tracker).begin(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    ));
+                    metrics.events_read.fetch_add(1, Ordering::Relaxed);
+                    batch.push(
+                        message.payload().unwrap_or_default(),
+                        Origin::Kafka {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        },
+                    );
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.max_wait);
+                    batch.is_full(&limits)
                 }
-                () = wait => break,
-                message = consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(%error, "consumer error; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    false
                 }
-            };
-            tickets.push(lock(&tracker).begin(
-                message.topic(),
-                message.partition(),
-                message.offset(),
+            },
+        };
+        if full {
+            let sink = idle
+                .pop()
+                .expect("a sink is idle: fewer batches are in flight");
+            in_flight.push_back(write(
+                sink,
+                std::mem::take(&mut batch),
+                std::mem::take(&mut tickets),
             ));
-            metrics.events_read.fetch_add(1, Ordering::Relaxed);
-            batch.push(
-                message.payload().unwrap_or_default(),
-                Origin::Kafka {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                },
-            );
-            deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.max_wait);
-            if batch.is_full(&limits) {
-                break;
-            }
-        }
-        if batch.docs.is_empty() {
-            continue;
-        }
-        // Write it, deliver its bad rows; on shutdown, give it `shutdown_timeout` to finish.
-        let work = async {
-            let bad_rows = write_batch(&mut sink, &batch.docs, &metrics).await?;
-            deliver_bad_rows(&producer, &kafka.bad_topic, &bad_rows, &metrics).await;
-            Ok::<(), SinkError>(())
-        };
-        tokio::pin!(work);
-        // Shutdown requested while filling or while writing: the batch gets
-        // `shutdown_timeout` to finish.
-        let was_stopping = stopping;
-        let done = if stopping {
-            None
-        } else {
-            tokio::select! {
-                result = &mut work => Some(result),
-                () = &mut shutdown => None,
-            }
-        };
-        let result = match done {
-            Some(result) => Some(result),
-            None => {
-                stopping = true;
-                tracing::info!(
-                    timeout_ms = settings.shutdown_timeout.as_millis() as u64,
-                    events = batch.docs.len(),
-                    requested_while_filling = was_stopping,
-                    "shutting down: waiting for the batch being written"
-                );
-                tokio::time::timeout(settings.shutdown_timeout, &mut work)
-                    .await
-                    .ok()
-            }
-        };
-        match result {
-            Some(Ok(())) => store_offsets(&consumer, &tracker, &tickets, &metrics),
-            Some(Err(error)) => {
-                server.abort();
-                return Err(error.into());
-            }
-            None => tracing::warn!(
-                events = batch.docs.len(),
-                "shutdown timeout: the batch being written will be read again after a restart"
-            ),
+            deadline = None;
         }
     }
 
+    // Shutdown: the batch being filled is written too; together they get `shutdown_timeout`.
     metrics.healthy.store(false, Ordering::Relaxed);
+    if !batch.docs.is_empty() {
+        let sink = idle
+            .pop()
+            .expect("a sink is idle: fewer batches are in flight");
+        in_flight.push_back(write(sink, batch, tickets));
+    }
+    if !in_flight.is_empty() {
+        tracing::info!(
+            timeout_ms = settings.shutdown_timeout.as_millis() as u64,
+            batches = in_flight.len(),
+            "shutting down: waiting for the batches being written"
+        );
+    }
+    let drain = async {
+        while let Some((_, done, written)) = in_flight.next().await {
+            written?;
+            store_offsets(&consumer, &tracker, &done, metrics);
+        }
+        Ok::<(), SinkError>(())
+    };
+    let drained = tokio::time::timeout(settings.shutdown_timeout, drain).await;
+    match drained {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            server.abort();
+            return Err(error.into());
+        }
+        Err(_) => tracing::warn!(
+            batches = in_flight.len(),
+            "shutdown timeout: the batches being written will be read again after a restart"
+        ),
+    }
+
     lock(&tracker).revoke_all();
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!("offsets committed"),

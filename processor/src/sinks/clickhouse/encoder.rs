@@ -306,7 +306,7 @@ impl<'a> Decoding<'a> {
         }
     }
 
-    fn entity_group(&mut self, key: &str, raw: &RawValue, unstruct: bool) {
+    fn entity_group(&mut self, key: &str, raw: &'a RawValue, unstruct: bool) {
         let target = if unstruct {
             &mut self.unstruct
         } else {
@@ -322,32 +322,104 @@ impl<'a> Decoding<'a> {
         if unstruct {
             return;
         }
-        let mut fields = EXTRACTED.iter().filter(|(k, _, _)| *k == key).peekable();
-        if fields.peek().is_none() {
+        if !EXTRACTED.iter().any(|(group, _, _)| *group == key) {
             return;
         }
-        let Ok(entities) =
-            serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(raw.get())
-        else {
+        let seed = EntityGroup {
+            group: key,
+            values: &mut self.values,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+        if seed.deserialize(&mut deserializer).is_err() {
             self.unreadable
                 .push(format!("{key}: expected an array of objects"));
-            return;
+        }
+    }
+}
+
+/// Reads an entity group (a JSON array of objects) into the [`EXTRACTED`] columns of `values`:
+/// the first entity's fields, a string or a boolean as the column's type wants, anything else
+/// `NULL`. The rest is checked to be objects and skipped, without building any value.
+struct EntityGroup<'s, 'a> {
+    /// The group's flattened key.
+    group: &'s str,
+    values: &'s mut [Value<'a>],
+}
+
+impl<'de> DeserializeSeed<'de> for EntityGroup<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntityGroup<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut first = Some(self.values);
+        let group = self.group;
+        while seq
+            .next_element_seed(Entity {
+                group,
+                values: first.take(),
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// One entity (a JSON object); its extracted fields go into `values` when given.
+struct Entity<'s, 'a> {
+    group: &'s str,
+    values: Option<&'s mut [Value<'a>]>,
+}
+
+impl<'de> DeserializeSeed<'de> for Entity<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entity<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(values) = self.values else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(());
         };
-        let Some(first) = entities.first() else {
-            return;
-        };
-        for (_, field, name) in fields {
+        for (group, _, name) in &EXTRACTED {
+            if *group == self.group {
+                values[column(name)] = Value::Null;
+            }
+        }
+        while let Some(Key(field)) = map.next_key::<Key<'de>>()? {
+            let extracted = EXTRACTED
+                .iter()
+                .find(|(group, f, _)| *group == self.group && *f == field);
+            let Some((_, _, name)) = extracted else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
             let index = column(name);
-            self.values[index] = match (COLUMNS[index].ty, first.get(*field)) {
-                (ColumnType::NullableString, Some(serde_json::Value::String(s))) => {
-                    Value::Str(Cow::Owned(s.clone()))
-                }
-                (ColumnType::NullableUInt8, Some(serde_json::Value::Bool(b))) => {
-                    Value::UInt8(u8::from(*b))
-                }
+            values[index] = match (COLUMNS[index].ty, map.next_value::<Scalar<'de>>()?) {
+                (ColumnType::NullableString, Scalar::Str(s)) => Value::Str(s),
+                (ColumnType::NullableUInt8, Scalar::Bool(b)) => Value::UInt8(u8::from(b)),
                 _ => Value::Null,
             };
         }
+        Ok(())
     }
 }
 
@@ -646,6 +718,35 @@ mod tests {
             panic!()
         };
         assert_eq!(why, ["no event_id", "no collector_tstamp"]);
+    }
+
+    #[test]
+    fn extracted_columns_come_from_the_first_entity_and_fit_their_type() {
+        let ua = r#""contexts_com_snowplowanalytics_snowplow_ua_parser_context_1":[{"useragentFamily":"Fire\u0066ox","osFamily":7,"extra":{"deep":[1,{"x":null}]}},{"useragentFamily":"Chrome"}]"#;
+        let iab = r#""contexts_com_iab_snowplow_spiders_and_robots_1":[{"spiderOrRobot":true,"category":"BROWSER"}]"#;
+        let doc = DOC.replacen('{', &format!("{{{ua},{iab},"), 1);
+        let row = decode(doc.as_bytes()).unwrap();
+        assert_eq!(
+            value(&row, "ua_useragent_family"),
+            &Value::Str("Firefox".into())
+        );
+        assert_eq!(value(&row, "ua_os_family"), &Value::Null, "not a string");
+        assert_eq!(value(&row, "ua_os_version"), &Value::Null, "absent");
+        assert_eq!(value(&row, "iab_spider_or_robot"), &Value::UInt8(1));
+        assert_eq!(value(&row, "iab_category"), &Value::Str("BROWSER".into()));
+        // Every entity must be an object, not only the first.
+        let doc = DOC.replacen(
+            '{',
+            r#"{"contexts_com_iab_snowplow_spiders_and_robots_1":[{"category":"x"},2],"#,
+            1,
+        );
+        let Err(DecodeError::Unreadable(why)) = decode(doc.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(
+            why,
+            ["contexts_com_iab_snowplow_spiders_and_robots_1: expected an array of objects"]
+        );
     }
 
     #[test]
