@@ -420,6 +420,9 @@ struct Poller {
     table: String,
     /// event_id → start of the first poll that returned it (ms since the epoch).
     seen_ms: HashMap<String, i64>,
+    /// event_id → its `etl_tstamp`: when the processor enriched it (ms since the epoch), which
+    /// splits the latency into upstream (shipper, broker, processor) and the loader's part.
+    enriched_ms: HashMap<String, i64>,
 }
 
 impl Poller {
@@ -432,13 +435,18 @@ impl Poller {
         let body = self
             .clickhouse
             .query(&format!(
-                "SELECT event_id FROM {} WHERE etl_tstamp >= toDateTime({since_s}) \
-                 FORMAT TabSeparated",
+                "SELECT event_id, toUInt64(etl_tstamp) * 1000 + ifNull(etl_tstamp_ms, 0) FROM {} \
+                 WHERE etl_tstamp >= toDateTime({since_s}) FORMAT TabSeparated",
                 self.table
             ))
             .await;
-        for eid in body.lines() {
-            self.seen_ms.entry(eid.to_owned()).or_insert(at);
+        for line in body.lines() {
+            let (eid, etl_ms) = line.split_once('\t').expect("two columns");
+            if !self.seen_ms.contains_key(eid) {
+                self.seen_ms.insert(eid.to_owned(), at);
+                let etl_ms = etl_ms.parse().expect("etl_tstamp in ms");
+                self.enriched_ms.insert(eid.to_owned(), etl_ms);
+            }
         }
     }
 }
@@ -811,6 +819,7 @@ listen = "127.0.0.1:0"
         clickhouse: clickhouse.clone(),
         table: format!("{database}.events"),
         seen_ms: HashMap::new(),
+        enriched_ms: HashMap::new(),
     };
     // The loader creates the table; wait for it before polling.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -868,36 +877,44 @@ listen = "127.0.0.1:0"
     let first_indexed = es.first_indexed_ms();
     // (seconds into the run, to ClickHouse, to Elasticsearch) per hit.
     let first_sent = measured.iter().map(|s| s.sent_ms).min().unwrap();
-    let latencies: Vec<(i64, i64, i64)> = measured
+    // Per hit: the second it was sent in (from the first), then its latency to ClickHouse, to
+    // Elasticsearch, and to the processor's enrichment.
+    let latencies: Vec<[i64; 4]> = measured
         .iter()
         .map(|s| {
-            (
+            [
                 (s.sent_ms - first_sent) / 1000,
                 poller.seen_ms[&s.eid] - s.sent_ms,
                 first_indexed[&s.eid] as i64 - s.sent_ms,
-            )
+                poller.enriched_ms[&s.eid] - s.sent_ms,
+            ]
         })
         .collect();
-    let column = |of: &dyn Fn(&(i64, i64, i64)) -> bool, pick: fn(&(i64, i64, i64)) -> i64| {
-        summary(latencies.iter().filter(|l| of(l)).map(pick).collect())
+    let column = |of: &dyn Fn(&[i64; 4]) -> bool, i: usize| {
+        summary(latencies.iter().filter(|l| of(l)).map(|l| l[i]).collect())
     };
     eprintln!(
         "latency hit → queryable in ClickHouse (polled every {} ms): {}",
         POLL_INTERVAL.as_millis(),
-        column(&|_| true, |l| l.1)
+        column(&|_| true, 1)
     );
     eprintln!(
         "latency hit → indexed in Elasticsearch (test server's clock): {}",
-        column(&|_| true, |l| l.2)
+        column(&|_| true, 2)
     );
-    let last_second = latencies.iter().map(|l| l.0).max().unwrap();
+    eprintln!(
+        "latency hit → enriched by the processor (its etl_tstamp): {}",
+        column(&|_| true, 3)
+    );
+    let last_second = latencies.iter().map(|l| l[0]).max().unwrap();
     for start in (0..=last_second).step_by(10) {
-        let window = |l: &(i64, i64, i64)| (start..start + 10).contains(&l.0);
+        let window = |l: &[i64; 4]| (start..start + 10).contains(&l[0]);
         eprintln!(
-            "  hits sent {start}-{} s: ClickHouse {}; Elasticsearch {}",
+            "  hits sent {start}-{} s: ClickHouse {}; Elasticsearch {}; enriched {}",
             start + 10,
-            column(&window, |l| l.1),
-            column(&window, |l| l.2)
+            column(&window, 1),
+            column(&window, 2),
+            column(&window, 3)
         );
     }
     sent.extend(measured);
