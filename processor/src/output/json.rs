@@ -153,17 +153,20 @@ struct Atomic<'o> {
     first: bool,
 }
 
+/// Appends `"name":`, after a comma unless it is the first member.
+///
+/// Always inlined, like the visitor methods that call it: `EnrichedEvent::visit` passes each
+/// name as a constant, so the copies become a few moves instead of calls to `memcpy`.
+#[inline(always)]
 fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
-    if !*first {
-        out.push(b',');
-    }
+    out.extend_from_slice(if *first { b"\"" } else { b",\"" });
     *first = false;
-    out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
 }
 
 impl FieldVisitor for Atomic<'_> {
+    #[inline(always)]
     fn text(&mut self, name: &'static str, value: Option<&str>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -171,6 +174,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn int(&mut self, name: &'static str, value: Option<i32>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -179,6 +183,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn decimal(&mut self, name: &'static str, value: Option<f64>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -190,6 +195,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn boolean(&mut self, name: &'static str, value: Option<bool>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -198,6 +204,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn tstamp(&mut self, name: &'static str, value: Option<i64>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
