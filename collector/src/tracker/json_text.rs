@@ -11,6 +11,7 @@
 //! unusual (duplicate or escaped keys, deep nesting, invalid JSON) makes it give up, and the
 //! caller falls back to `serde_json`, which then also produces the error messages.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,37 @@ impl<'t> Canonicalizer<'t> {
         self.pos = start + len;
         self.expect(b'"')?;
         Some(&self.text[start..start + len])
+    }
+
+    /// Reads a string (after whitespace) and returns its value with escapes decoded, borrowed
+    /// from the text when it has none.
+    pub(crate) fn string_value(&mut self) -> Option<Cow<'t, str>> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        self.pos += self.string_run()?;
+        if self.peek()? == b'"' {
+            self.pos += 1;
+            return Some(Cow::Borrowed(&self.text[start..self.pos - 1]));
+        }
+        // Escaped strings are often dense with escapes (a JSON document sent as a string): from
+        // here on, a byte loop, cheaper than a search per escape.
+        let mut value = String::with_capacity(64);
+        let mut run = start;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => {
+                    value.push_str(&self.text[run..self.pos]);
+                    value.push(self.escape()?);
+                    run = self.pos;
+                }
+                0..=0x1f => return None,
+                _ => self.pos += 1,
+            }
+        }
+        value.push_str(&self.text[run..self.pos]);
+        self.pos += 1;
+        Some(Cow::Owned(value))
     }
 
     /// The length of the run of plain string characters at `pos`, up to a `"` or `\`; `None`
