@@ -22,6 +22,7 @@
 //!   failure, as in Snowplow; an unreadable referrer only leaves `refr_url*` empty.
 //!   `page_urlport`/`refr_urlport` default to 80 for `http` and 443 for `https`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -267,8 +268,8 @@ fn from_hit(hit: &Hit<'_>, ctx: &Context<'_>) -> EnrichedEvent {
     EnrichedEvent {
         etl_tstamp: Some(ctx.etl_tstamp_ms),
         collector_tstamp: hit.collector_tstamp_ms,
-        v_collector: Some(V_COLLECTOR.to_owned()),
-        v_etl: Some(V_ETL.to_owned()),
+        v_collector: Some(Cow::Borrowed(V_COLLECTOR)),
+        v_etl: Some(Cow::Borrowed(V_ETL)),
         user_ipaddress: hit_ipaddress(hit),
         useragent: hit.user_agent.as_deref().and_then(nonempty_text),
         network_userid: cookie_userid(hit),
@@ -349,14 +350,14 @@ fn int(value: Option<u32>) -> Option<i32> {
 fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String> {
     let mut failures = Vec::new();
     let e = event;
-    e.event = Some(raw.event.as_str().to_owned());
+    e.event = Some(Cow::Borrowed(raw.event.as_str()));
     e.event_id = raw.event_id.as_ref().map(uuid_string);
     e.app_id = text(raw.app_id);
-    e.platform = Some(raw.platform.as_str().to_owned());
+    e.platform = Some(Cow::Borrowed(raw.platform.as_str()));
     e.name_tracker = text(raw.name_tracker);
     e.v_tracker = text(raw.v_tracker);
     if let Some(cv) = raw.v_collector {
-        e.v_collector = Some(cv.to_owned());
+        e.v_collector = Some(Cow::Owned(cv.to_owned()));
     }
     e.dvce_created_tstamp = raw.dvce_created_tstamp;
     e.dvce_sent_tstamp = raw.dvce_sent_tstamp;
@@ -390,7 +391,9 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
     e.page_title = text(raw.page_title);
     e.br_lang = text(raw.br_lang);
     e.doc_charset = text(raw.doc_charset);
-    e.br_colordepth = raw.br_colordepth.map(|cd| cd.to_string());
+    e.br_colordepth = raw
+        .br_colordepth
+        .map(|cd| itoa::Buffer::new().format(cd).to_owned());
     e.br_cookies = raw.br_cookies;
     if let Some(d) = raw.dvce_screen {
         (e.dvce_screenwidth, e.dvce_screenheight) = (int(Some(d.width)), int(Some(d.height)));
@@ -441,10 +444,10 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
 
     let (vendor, name, format, version) = match &e.unstruct_event {
         Some(ue) => (
-            ue.schema.vendor.clone(),
-            ue.schema.name.clone(),
-            ue.schema.format.clone(),
-            ue.schema.version(),
+            Cow::Owned(ue.schema.vendor.clone()),
+            Cow::Owned(ue.schema.name.clone()),
+            Cow::Owned(ue.schema.format.clone()),
+            Cow::Owned(ue.schema.version()),
         ),
         None => {
             let name = match raw.event.as_str() {
@@ -452,10 +455,10 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
                 other => other,
             };
             (
-                SNOWPLOW.to_owned(),
-                name.to_owned(),
-                "jsonschema".to_owned(),
-                "1-0-0".to_owned(),
+                Cow::Borrowed(SNOWPLOW),
+                Cow::Borrowed(name),
+                Cow::Borrowed("jsonschema"),
+                Cow::Borrowed("1-0-0"),
             )
         }
     };
