@@ -497,15 +497,19 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
 /// The lower-case 8-4-4-4-12 form of a UUID (what its `Display` writes, without the formatter).
 fn uuid_string(uuid: &Uuid) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
+    // Written into a fixed buffer, then copied into the string at once.
+    let mut text = [b'-'; 36];
+    let mut at = 0;
     for (i, &byte) in uuid.as_bytes().iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            at += 1;
         }
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
-    out
+    // Hex digits and dashes are ASCII: always valid UTF-8.
+    std::str::from_utf8(&text).unwrap_or_default().to_owned()
 }
 
 fn truncate(text: &str, max: usize) -> &str {
