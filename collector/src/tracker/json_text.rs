@@ -12,7 +12,7 @@
 //! caller falls back to `serde_json`, which then also produces the error messages.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -385,7 +385,7 @@ impl<'t> Canonicalizer<'t> {
             out.push_str(literal);
         } else {
             let number: serde_json::Number = serde_json::from_str(literal).ok()?;
-            out.push_str(&number.to_string());
+            write!(out, "{number}").ok()?;
         }
         Some(())
     }
