@@ -164,12 +164,8 @@ impl<'t> Canonicalizer<'t> {
     /// when the text ends first or a control character (invalid in a JSON string) comes first.
     fn string_run(&self) -> Option<usize> {
         let rest = &self.text.as_bytes()[self.pos..];
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        // No early exit, so that the check is vectorized.
-        let controls = rest[..len]
-            .iter()
-            .fold(false, |found, &b| found | (b < 0x20));
-        (!controls).then_some(len)
+        let len = string_stop(rest)?;
+        (rest[len] >= 0x20).then_some(len)
     }
 
     /// Reads one value (after whitespace) into its canonical text.
@@ -391,6 +387,38 @@ impl<'t> Canonicalizer<'t> {
     }
 }
 
+/// The index of the first byte of `bytes` that ends a run of plain JSON string characters: `"`,
+/// `\` or a control character (below 0x20). Eight bytes at a time: the runs are mostly short
+/// (keys, ids, the text between escapes), where a search call's fixed cost dominates.
+pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let (quote, backslash) = (word ^ (ONES * 0x22), word ^ (ONES * 0x5c));
+        // Each term sets the high bit of a byte that is 0 (`quote`, `backslash`) or below 0x20
+        // (`word`); bits above the first such byte may be false, the lowest set bit is exact.
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGH_BITS;
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    let stop = tail
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+    stop.map(|i| at + i)
+}
+
 /// Appends `c` as `serde_json` writes it inside a string.
 fn write_char(c: char, out: &mut String) {
     match c {
@@ -529,6 +557,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn string_stop_finds_the_first_quote_backslash_or_control(
+            plain in "[a-zA-Z0-9 #~\u{7f}é東]{0,40}",
+            tail in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff],
+                0..20,
+            ),
+        ) {
+            let bytes = [plain.as_bytes(), &tail].concat();
+            let want = bytes.iter().position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+            prop_assert_eq!(string_stop(&bytes), want);
+        }
+
         #[test]
         fn agrees_with_serde_json(value in json_value()) {
             let compact = value.to_string();
