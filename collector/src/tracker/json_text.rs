@@ -139,25 +139,18 @@ impl<'t> Canonicalizer<'t> {
             self.pos += 1;
             return Some(Cow::Borrowed(&self.text[start..self.pos - 1]));
         }
-        // Escaped strings are often dense with escapes (a JSON document sent as a string): from
-        // here on, a byte loop, cheaper than a search per escape.
         let mut value = String::with_capacity(64);
-        let mut run = start;
+        value.push_str(&self.text[start..self.pos]);
         loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' => {
-                    value.push_str(&self.text[run..self.pos]);
-                    value.push(self.escape()?);
-                    run = self.pos;
-                }
-                0..=0x1f => return None,
-                _ => self.pos += 1,
+            value.push(self.escape()?);
+            let run = self.pos;
+            self.pos += self.string_run()?;
+            value.push_str(&self.text[run..self.pos]);
+            if self.peek()? == b'"' {
+                self.pos += 1;
+                return Some(Cow::Owned(value));
             }
         }
-        value.push_str(&self.text[run..self.pos]);
-        self.pos += 1;
-        Some(Cow::Owned(value))
     }
 
     /// The length of the run of plain string characters at `pos`, up to a `"` or `\`; `None`
