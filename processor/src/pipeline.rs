@@ -497,16 +497,13 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
 /// The lower-case 8-4-4-4-12 form of a UUID (what its `Display` writes, without the formatter).
 fn uuid_string(uuid: &Uuid) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Where the two digits of each byte go in `8-4-4-4-12`.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     // Written into a fixed buffer, then copied into the string at once.
     let mut text = [b'-'; 36];
-    let mut at = 0;
-    for (i, &byte) in uuid.as_bytes().iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
+    for (&at, &byte) in AT.iter().zip(uuid.as_bytes()) {
         text[at] = HEX[usize::from(byte >> 4)];
         text[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += 2;
     }
     // Hex digits and dashes are ASCII: always valid UTF-8.
     std::str::from_utf8(&text).unwrap_or_default().to_owned()
