@@ -267,6 +267,7 @@ struct Escapes<'q> {
 }
 
 impl<'q> Escapes<'q> {
+    /// The escapes of `query`, the first one found.
     fn new(query: &'q [u8]) -> Self {
         let next = memchr2(b'%', b'+', query).unwrap_or(query.len());
         Escapes { query, next }

@@ -99,9 +99,10 @@ pub fn parse_tp2(body: &[u8]) -> Result<Vec<Params<'_>>, Tp2Error> {
     Ok(envelope.data.into_iter().map(|event| event.0).collect())
 }
 
-/// The envelope read in one pass, for the shape trackers send: `schema` and `data` only, keys
-/// without escapes, every parameter value a string. `None` for anything else (including every
-/// error), which `serde_json` then reads or explains; what this reads, `serde_json` reads the same.
+/// The envelope read in one pass, for the shape trackers send: `schema` and `data` only (their
+/// keys and the schema without escapes), every parameter value a string. `None` for anything
+/// else (including every error), which `serde_json` then reads or explains; what this reads,
+/// `serde_json` reads the same.
 fn fast_envelope(body: &[u8]) -> Option<Envelope<'_>> {
     let mut reader = Canonicalizer::new(std::str::from_utf8(body).ok()?);
     reader.expect(b'{')?;
