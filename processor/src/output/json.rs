@@ -183,8 +183,12 @@ struct Atomic<'o> {
 /// name as a constant, so the copies become a few moves instead of calls to `memcpy`.
 #[inline(always)]
 fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
-    out.extend_from_slice(if *first { b"\"" } else { b",\"" });
+    // Pushed byte by byte: a separator of one or two bytes would be a copy of variable length.
+    if !*first {
+        out.push(b',');
+    }
     *first = false;
+    out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
 }
