@@ -62,13 +62,12 @@ impl Uid {
             return None;
         }
         let mut bytes = [0u8; 16];
+        // Each run of eight hex digits is a 32-bit word written most significant digit first,
+        // stored little-endian: its last two digits are the word's first byte.
         for (word, digits) in bytes.chunks_exact_mut(4).zip(hex.chunks_exact(8)) {
-            let digits = std::str::from_utf8(digits).ok()?;
-            if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
+            for (byte, pair) in word.iter_mut().zip(digits.chunks_exact(2).rev()) {
+                *byte = crate::hex::pair(pair[0], pair[1])?;
             }
-            let value = u32::from_str_radix(digits, 16).ok()?;
-            word.copy_from_slice(&value.to_le_bytes());
         }
         Some((name, Uid(bytes)))
     }
@@ -102,6 +101,8 @@ mod tests {
         assert_eq!(uid.cookie_value(), COOKIE);
         let (name, parsed) = Uid::parse_logged(LOGGED.as_bytes()).unwrap();
         assert_eq!((name, parsed), (&b"sp"[..], uid));
+        let lower = LOGGED.to_ascii_lowercase();
+        assert_eq!(Uid::parse_logged(lower.as_bytes()).unwrap().1, uid);
         assert_eq!(uid.to_uuid_string(), "7f000001-6b02-389c-a1c2-21c503030702");
     }
 

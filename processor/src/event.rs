@@ -4,6 +4,8 @@
 //! the Elasticsearch mappings all speak the same names. Timestamps are milliseconds since the Unix
 //! epoch (UTC); absent values are `None`; contexts and the unstruct event stay self-describing.
 
+use std::borrow::Cow;
+
 use plowline_collector::tracker::SelfDescribing;
 
 /// The canonical field names, in the order of Snowplow's enriched TSV.
@@ -143,20 +145,24 @@ pub const FIELD_NAMES: [&str; 131] = [
 
 /// One enriched event. Filled by the processor from a hit and its tracker parameters, then by
 /// the enrichments.
+///
+/// The fields that usually hold one of a few constants (`platform`, `event`, `v_collector`,
+/// `v_etl`, `event_vendor`, `event_name`, `event_format`, `event_version`) are [`Cow`]s, so an
+/// event borrows those constants instead of allocating a copy of each.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct EnrichedEvent {
     pub app_id: Option<String>,
-    pub platform: Option<String>,
+    pub platform: Option<Cow<'static, str>>,
     pub etl_tstamp: Option<i64>,
     pub collector_tstamp: i64,
     pub dvce_created_tstamp: Option<i64>,
-    pub event: Option<String>,
+    pub event: Option<Cow<'static, str>>,
     pub event_id: Option<String>,
     pub txn_id: Option<i32>,
     pub name_tracker: Option<String>,
     pub v_tracker: Option<String>,
-    pub v_collector: Option<String>,
-    pub v_etl: Option<String>,
+    pub v_collector: Option<Cow<'static, str>>,
+    pub v_etl: Option<Cow<'static, str>>,
     pub user_id: Option<String>,
     pub user_ipaddress: Option<String>,
     pub user_fingerprint: Option<String>,
@@ -270,10 +276,10 @@ pub struct EnrichedEvent {
     pub derived_contexts: Vec<SelfDescribing>,
     pub domain_sessionid: Option<String>,
     pub derived_tstamp: Option<i64>,
-    pub event_vendor: Option<String>,
-    pub event_name: Option<String>,
-    pub event_format: Option<String>,
-    pub event_version: Option<String>,
+    pub event_vendor: Option<Cow<'static, str>>,
+    pub event_name: Option<Cow<'static, str>>,
+    pub event_format: Option<Cow<'static, str>>,
+    pub event_version: Option<Cow<'static, str>>,
     pub event_fingerprint: Option<String>,
     pub true_tstamp: Option<i64>,
 }

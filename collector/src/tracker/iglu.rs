@@ -510,26 +510,38 @@ fn recent_schema_key(uri: &str) -> Option<SchemaKey> {
     })
 }
 
-/// Base64 with the standard alphabet, padding optional, non-zero trailing bits tolerated.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
+/// Padding optional, non-zero trailing bits tolerated.
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+
+/// Base64 with the standard alphabet (`+/`), lenient.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+
+/// Base64 with the URL-safe alphabet (`-_`), lenient.
+const LENIENT_BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 
 /// Decodes `ue_px`/`cx` text: URL-safe or standard alphabet (even mixed), padded or not, with a
 /// space read as `+` (what form decoding makes of an unescaped `+`).
 pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, PayloadError> {
-    let normalized: Vec<u8> = text
-        .bytes()
-        .map(|b| match b {
-            b'-' | b' ' => b'+',
-            b'_' => b'/',
-            other => other,
-        })
-        .collect();
-    LENIENT_BASE64.decode(&normalized).map_err(|err| {
+    // Trackers send the URL-safe alphabet: then the text is decoded as it is. Otherwise (a `+`,
+    // `/` or space in it) it is first mapped to the standard alphabet. The two alphabets match
+    // byte for byte, so either way the same errors come out at the same offsets.
+    let decoded = match memchr::memchr3(b'+', b'/', b' ', text.as_bytes()) {
+        None => LENIENT_BASE64_URL_SAFE.decode(text),
+        Some(_) => {
+            let normalized: Vec<u8> = text
+                .bytes()
+                .map(|b| match b {
+                    b'-' | b' ' => b'+',
+                    b'_' => b'/',
+                    other => other,
+                })
+                .collect();
+            LENIENT_BASE64.decode(&normalized)
+        }
+    };
+    decoded.map_err(|err| {
         PayloadError::Base64(match err {
             DecodeError::InvalidByte(offset, _) | DecodeError::InvalidLastSymbol(offset, _) => {
                 let c = text.get(offset..).and_then(|rest| rest.chars().next());

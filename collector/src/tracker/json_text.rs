@@ -11,7 +11,8 @@
 //! unusual (duplicate or escaped keys, deep nesting, invalid JSON) makes it give up, and the
 //! caller falls back to `serde_json`, which then also produces the error messages.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -128,16 +129,36 @@ impl<'t> Canonicalizer<'t> {
         Some(&self.text[start..start + len])
     }
 
+    /// Reads a string (after whitespace) and returns its value with escapes decoded, borrowed
+    /// from the text when it has none.
+    pub(crate) fn string_value(&mut self) -> Option<Cow<'t, str>> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        self.pos += self.string_run()?;
+        if self.peek()? == b'"' {
+            self.pos += 1;
+            return Some(Cow::Borrowed(&self.text[start..self.pos - 1]));
+        }
+        let mut value = String::with_capacity(64);
+        value.push_str(&self.text[start..self.pos]);
+        loop {
+            value.push(self.escape()?);
+            let run = self.pos;
+            self.pos += self.string_run()?;
+            value.push_str(&self.text[run..self.pos]);
+            if self.peek()? == b'"' {
+                self.pos += 1;
+                return Some(Cow::Owned(value));
+            }
+        }
+    }
+
     /// The length of the run of plain string characters at `pos`, up to a `"` or `\`; `None`
     /// when the text ends first or a control character (invalid in a JSON string) comes first.
     fn string_run(&self) -> Option<usize> {
         let rest = &self.text.as_bytes()[self.pos..];
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        // No early exit, so that the check is vectorized.
-        let controls = rest[..len]
-            .iter()
-            .fold(false, |found, &b| found | (b < 0x20));
-        (!controls).then_some(len)
+        let len = string_stop(rest)?;
+        (rest[len] >= 0x20).then_some(len)
     }
 
     /// Reads one value (after whitespace) into its canonical text.
@@ -353,10 +374,42 @@ impl<'t> Canonicalizer<'t> {
             out.push_str(literal);
         } else {
             let number: serde_json::Number = serde_json::from_str(literal).ok()?;
-            out.push_str(&number.to_string());
+            write!(out, "{number}").ok()?;
         }
         Some(())
     }
+}
+
+/// The index of the first byte of `bytes` that ends a run of plain JSON string characters: `"`,
+/// `\` or a control character (below 0x20). Eight bytes at a time: the runs are mostly short
+/// (keys, ids, the text between escapes), where a search call's fixed cost dominates.
+pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let (quote, backslash) = (word ^ (ONES * 0x22), word ^ (ONES * 0x5c));
+        // Each term sets the high bit of a byte that is 0 (`quote`, `backslash`) or below 0x20
+        // (`word`); bits above the first such byte may be false, the lowest set bit is exact.
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGH_BITS;
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    let stop = tail
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+    stop.map(|i| at + i)
 }
 
 /// Appends `c` as `serde_json` writes it inside a string.
@@ -497,6 +550,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn string_stop_finds_the_first_quote_backslash_or_control(
+            plain in "[a-zA-Z0-9 #~\u{7f}é東]{0,40}",
+            tail in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff],
+                0..20,
+            ),
+        ) {
+            let bytes = [plain.as_bytes(), &tail].concat();
+            let want = bytes.iter().position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+            prop_assert_eq!(string_stop(&bytes), want);
+        }
+
         #[test]
         fn agrees_with_serde_json(value in json_value()) {
             let compact = value.to_string();

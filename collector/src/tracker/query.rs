@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr2};
+use memchr::memchr2;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::iglu::JsonType;
@@ -228,18 +228,25 @@ pub fn parse_query(query: &[u8]) -> Params<'_> {
     // slice of it (`&` and `=` are ASCII, so the slices fall on character boundaries).
     let text = std::str::from_utf8(query).ok();
     let mut all = Vec::with_capacity(memchr::memchr_iter(b'&', query).count() + 1);
+    let mut escapes = Escapes::new(query);
     let mut start = 0;
     for end in memchr::memchr_iter(b'&', query).chain([query.len()]) {
         let (pair, pair_text) = (&query[start..end], text.map(|t| &t[start..end]));
-        start = end + 1;
-        let eq = memchr(b'=', pair).unwrap_or(pair.len());
+        // Keys are a few bytes long: a plain scan finds the `=` sooner than a search call.
+        let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
         let value_at = (eq + 1).min(pair.len());
         let (key, value) = (&pair[..eq], &pair[value_at..]);
+        let (key_escaped, value_escaped) = (
+            escapes.within(start, start + eq),
+            escapes.within(start + value_at, end),
+        );
+        start = end + 1;
         if key.is_empty() && value.is_empty() {
             continue;
         }
-        let (key, bad_key) = form_decode(key, pair_text.map(|t| &t[..eq]));
-        let (value, bad_value) = form_decode(value, pair_text.map(|t| &t[value_at..]));
+        let (key, bad_key) = form_decode(key, key_escaped, pair_text.map(|t| &t[..eq]));
+        let (value, bad_value) =
+            form_decode(value, value_escaped, pair_text.map(|t| &t[value_at..]));
         all.push(Param {
             key,
             value,
@@ -250,10 +257,36 @@ pub fn parse_query(query: &[u8]) -> Params<'_> {
     Params::from_vec(all)
 }
 
-/// Form-decodes one key or value (`text` is `raw` when it is known to be UTF-8); returns the
-/// text and whether it was invalid UTF-8.
-fn form_decode<'a>(raw: &'a [u8], text: Option<&'a str>) -> (Cow<'a, str>, bool) {
-    if memchr2(b'%', b'+', raw).is_none() {
+/// Where the `%` and `+` of a query string are, found by one search per run of pairs without
+/// any rather than one per key and per value (most are a few bytes long, and a search has a
+/// fixed cost).
+struct Escapes<'q> {
+    query: &'q [u8],
+    /// The first `%` or `+` at or after the last position asked about (`query.len()` if none).
+    next: usize,
+}
+
+impl<'q> Escapes<'q> {
+    /// The escapes of `query`, the first one found.
+    fn new(query: &'q [u8]) -> Self {
+        let next = memchr2(b'%', b'+', query).unwrap_or(query.len());
+        Escapes { query, next }
+    }
+
+    /// Whether `query[from..to]` holds a `%` or `+`; `from` never decreases between calls.
+    fn within(&mut self, from: usize, to: usize) -> bool {
+        if self.next < from {
+            let rest = self.query.get(from..).unwrap_or_default();
+            self.next = memchr2(b'%', b'+', rest).map_or(self.query.len(), |i| from + i);
+        }
+        self.next < to
+    }
+}
+
+/// Form-decodes one key or value (`escaped` when it holds a `%` or `+`; `text` is `raw` when
+/// it is known to be UTF-8); returns the text and whether it was invalid UTF-8.
+fn form_decode<'a>(raw: &'a [u8], escaped: bool, text: Option<&'a str>) -> (Cow<'a, str>, bool) {
+    if !escaped {
         return match text.map_or_else(|| std::str::from_utf8(raw), Ok) {
             Ok(text) => (Cow::Borrowed(text), false),
             Err(_) => (String::from_utf8_lossy(raw), true),

@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::iglu::{truncate, JsonType, SchemaKey};
+use super::json_text::Canonicalizer;
 use super::query::{Param, Params};
 
 /// A tp2 body that cannot be read at all. Problems inside one event's parameters are not errors
@@ -75,7 +76,10 @@ impl From<serde_json::Error> for Tp2Error {
 /// their JSON text with [`Param::json_type`] set so decoding reports them. Duplicate keys inside
 /// one event behave as in a query string: the first wins.
 pub fn parse_tp2(body: &[u8]) -> Result<Vec<Params<'_>>, Tp2Error> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body)?;
+    let envelope = match fast_envelope(body) {
+        Some(envelope) => envelope,
+        None => serde_json::from_slice(body)?,
+    };
     let schema_ok = SchemaKey::parse(&envelope.schema.0).is_ok_and(|key| {
         key.matches(
             "com.snowplowanalytics.snowplow",
@@ -93,6 +97,72 @@ pub fn parse_tp2(body: &[u8]) -> Result<Vec<Params<'_>>, Tp2Error> {
         return Err(Tp2Error::NoEvents);
     }
     Ok(envelope.data.into_iter().map(|event| event.0).collect())
+}
+
+/// The envelope read in one pass, for the shape trackers send: `schema` and `data` only (their
+/// keys and the schema without escapes), every parameter value a string. `None` for anything
+/// else (including every error), which `serde_json` then reads or explains; what this reads,
+/// `serde_json` reads the same.
+fn fast_envelope(body: &[u8]) -> Option<Envelope<'_>> {
+    let mut reader = Canonicalizer::new(std::str::from_utf8(body).ok()?);
+    reader.expect(b'{')?;
+    let (mut schema, mut data) = (None, None);
+    loop {
+        match reader.plain_string()? {
+            "schema" if schema.is_none() => {
+                reader.expect(b':')?;
+                schema = Some(Text(Cow::Borrowed(reader.plain_string()?)));
+            }
+            "data" if data.is_none() => {
+                reader.expect(b':')?;
+                data = Some(fast_events(&mut reader)?);
+            }
+            _ => return None,
+        }
+        match reader.peek_token()? {
+            b',' => reader.expect(b',')?,
+            _ => break,
+        }
+    }
+    reader.expect(b'}')?;
+    reader.at_end().then_some(())?;
+    Some(Envelope {
+        schema: schema?,
+        data: data?,
+    })
+}
+
+/// `[{…},…]`: events whose parameter values are all strings.
+fn fast_events<'a>(reader: &mut Canonicalizer<'a>) -> Option<Vec<EventObject<'a>>> {
+    reader.expect(b'[')?;
+    let mut events = Vec::new();
+    if reader.peek_token()? == b']' {
+        reader.expect(b']')?;
+        return Some(events);
+    }
+    loop {
+        reader.expect(b'{')?;
+        let mut params = Vec::with_capacity(32);
+        if reader.peek_token()? != b'}' {
+            loop {
+                let key = reader.string_value()?;
+                reader.expect(b':')?;
+                params.push(Param::new(key, reader.string_value()?));
+                match reader.peek_token()? {
+                    b',' => reader.expect(b',')?,
+                    _ => break,
+                }
+            }
+        }
+        reader.expect(b'}')?;
+        events.push(EventObject(params.into_iter().collect()));
+        match reader.peek_token()? {
+            b',' => reader.expect(b',')?,
+            _ => break,
+        }
+    }
+    reader.expect(b']')?;
+    Some(events)
 }
 
 /// `{"schema":…,"data":[…]}`; other keys are ignored.
@@ -291,6 +361,34 @@ mod tests {
                 ("y", "[true]", Some(JsonType::Array)),
             ]
         );
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_serde_json_reads() {
+        let bodies: [&[u8]; 7] = [
+            br#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv","co":"{\"a\": \"Zo\\u00eb \\\"Z\\\"\"}","page":"Caf\u00e9 \ud83d\ude00\t\/"}]}"#,
+            b" {\n \"data\" : [ { } , {\"e\":\"pv\",\"e\":\"se\",\"k\\u0065y\":\"v\"} ] ,\r\n\"schema\":\"s\" } ",
+            br#"{"schema":"s","data":[]}"#,
+            br#"{"schema":"s","data":[{"e":"pv","x":1}]}"#,
+            br#"{"schema":"s","data":[{"e":"pv"}],"other":true}"#,
+            br#"{"schema":"s","data":[{"e":"pv\ud800"}]}"#,
+            br#"{"schema":"s","data":[{"e":"pv"}]} x"#,
+        ];
+        for body in bodies {
+            let by_serde = serde_json::from_slice::<Envelope<'_>>(body)
+                .map(|envelope| (envelope.schema.0, envelope.data.into_iter().map(|e| e.0)));
+            let by_serde = by_serde
+                .ok()
+                .map(|(schema, data)| (schema, data.collect::<Vec<_>>()));
+            let fast = fast_envelope(body)
+                .map(|envelope| (envelope.schema.0, envelope.data.into_iter().map(|e| e.0)));
+            let fast = fast.map(|(schema, data)| (schema, data.collect::<Vec<_>>()));
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast), by_serde, "{}", String::from_utf8_lossy(body));
+            }
+        }
+        assert!(fast_envelope(bodies[0]).is_some() && fast_envelope(bodies[1]).is_some());
+        assert!(bodies[3..].iter().all(|body| fast_envelope(body).is_none()));
     }
 
     #[test]

@@ -35,48 +35,72 @@ pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\":");
         out.extend_from_slice(unstruct.data.as_str().as_bytes());
     }
-    // Group the entities by flattened key, in order of first appearance: keys are written once
-    // into `keys`, and each entity remembers its group.
-    let entities: Vec<&SelfDescribing> = event
-        .contexts
-        .iter()
-        .chain(&event.derived_contexts)
-        .collect();
-    let mut keys = Vec::new();
-    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut group_of = Vec::with_capacity(entities.len());
-    for entity in &entities {
-        let start = keys.len();
-        flat_key("contexts_", &entity.schema, &mut keys);
-        let found = groups
-            .iter()
-            .position(|range| keys[range.clone()] == keys[start..]);
-        match found {
-            Some(group) => {
-                keys.truncate(start);
-                group_of.push(group);
-            }
-            None => {
-                group_of.push(groups.len());
-                groups.push(start..keys.len());
-            }
-        }
-    }
-    for (group, range) in groups.into_iter().enumerate() {
-        out.extend_from_slice(if first { b"\"" } else { b",\"" });
-        first = false;
-        out.extend_from_slice(&keys[range]);
-        out.extend_from_slice(b"\":[");
-        let members = entities.iter().zip(&group_of).filter(|(_, g)| **g == group);
-        for (i, (entity, _)) in members.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(entity.data.as_str().as_bytes());
-        }
-        out.push(b']');
+    if !event.contexts.is_empty() || !event.derived_contexts.is_empty() {
+        write_contexts(event, first, out);
     }
     out.push(b'}');
+}
+
+/// Buffers for grouping an event's entities, kept per thread so that an event costs no
+/// allocation: the flattened keys, one range of `keys` per group, each entity's group.
+#[derive(Default)]
+struct Grouping {
+    keys: Vec<u8>,
+    groups: Vec<std::ops::Range<usize>>,
+    group_of: Vec<usize>,
+}
+
+/// Appends the entities of `contexts` and `derived_contexts` grouped by flattened key, in order
+/// of first appearance: `"contexts_…":[data,…]` per group (`first`: no member written yet).
+fn write_contexts(event: &EnrichedEvent, mut first: bool, out: &mut Vec<u8>) {
+    thread_local! {
+        static GROUPING: RefCell<Grouping> = RefCell::default();
+    }
+    let entities = || event.contexts.iter().chain(&event.derived_contexts);
+    GROUPING.with_borrow_mut(|grouping| {
+        let Grouping {
+            keys,
+            groups,
+            group_of,
+        } = grouping;
+        keys.clear();
+        groups.clear();
+        group_of.clear();
+        // Keys are written once into `keys`, and each entity remembers its group.
+        for entity in entities() {
+            let start = keys.len();
+            flat_key("contexts_", &entity.schema, keys);
+            let found = groups
+                .iter()
+                .position(|range| keys[range.clone()] == keys[start..]);
+            match found {
+                Some(group) => {
+                    keys.truncate(start);
+                    group_of.push(group);
+                }
+                None => {
+                    group_of.push(groups.len());
+                    groups.push(start..keys.len());
+                }
+            }
+        }
+        for (group, range) in groups.iter().enumerate() {
+            out.extend_from_slice(if first { b"\"" } else { b",\"" });
+            first = false;
+            out.extend_from_slice(&keys[range.clone()]);
+            out.extend_from_slice(b"\":[");
+            let members = entities()
+                .zip(group_of.iter())
+                .filter(|(_, g)| **g == group);
+            for (i, (entity, _)) in members.enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(entity.data.as_str().as_bytes());
+            }
+            out.push(b']');
+        }
+    });
 }
 
 /// Appends the flattened key of `schema` after `prefix`: vendor with `.` and `-` as `_`, name
@@ -153,7 +177,13 @@ struct Atomic<'o> {
     first: bool,
 }
 
+/// Appends `"name":`, after a comma unless it is the first member.
+///
+/// Always inlined, like the visitor methods that call it: `EnrichedEvent::visit` passes each
+/// name as a constant, so the copies become a few moves instead of calls to `memcpy`.
+#[inline(always)]
 fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
+    // Pushed byte by byte: a separator of one or two bytes would be a copy of variable length.
     if !*first {
         out.push(b',');
     }
@@ -164,6 +194,7 @@ fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
 }
 
 impl FieldVisitor for Atomic<'_> {
+    #[inline(always)]
     fn text(&mut self, name: &'static str, value: Option<&str>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -171,6 +202,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn int(&mut self, name: &'static str, value: Option<i32>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -179,6 +211,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn decimal(&mut self, name: &'static str, value: Option<f64>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -190,6 +223,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn boolean(&mut self, name: &'static str, value: Option<bool>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
@@ -198,6 +232,7 @@ impl FieldVisitor for Atomic<'_> {
         }
     }
 
+    #[inline(always)]
     fn tstamp(&mut self, name: &'static str, value: Option<i64>) {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);

@@ -47,28 +47,38 @@ pub(crate) fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     )
 }
 
+/// `TWO_DIGITS[n]`: `n` (below 100) as two decimal digits.
+const TWO_DIGITS: [[u8; 2]; 100] = {
+    let mut table = [[0; 2]; 100];
+    let mut n = 0;
+    while n < 100 {
+        table[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    table
+};
+
 /// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm` (a year outside 0–9999 written as it is).
 pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
     let (year, month, day, hour, minute, second, milli) = civil(ms);
-    // Formatted in a fixed buffer and appended at once.
+    // Formatted in a fixed buffer, two digits at a time, and appended at once.
     let mut text = *b"0000-00-00 00:00:00.000";
     text[10] = sep;
     let four_digit_year = u32::try_from(year).ok().filter(|year| *year <= 9999);
-    for (at, value, width) in [
-        (0, four_digit_year.unwrap_or(0), 4),
-        (5, month, 2),
-        (8, day, 2),
-        (11, hour, 2),
-        (14, minute, 2),
-        (17, second, 2),
-        (20, milli, 3),
+    let year_digits = four_digit_year.unwrap_or(0);
+    for (at, value) in [
+        (0, year_digits / 100),
+        (2, year_digits % 100),
+        (5, month),
+        (8, day),
+        (11, hour),
+        (14, minute),
+        (17, second),
+        (21, milli % 100),
     ] {
-        let mut value = value;
-        for digit in text[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+        text[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
     }
+    text[20] = b'0' + (milli / 100) as u8;
     if four_digit_year.is_some() {
         out.extend_from_slice(&text);
     } else {
