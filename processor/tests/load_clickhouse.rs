@@ -315,6 +315,22 @@ impl Loader {
         assert!(status.success(), "exit {status}; log:\n{}", self.log());
     }
 
+    /// Waits until `/metrics` holds `line` (a counter is bumped when a batch's turn comes, which
+    /// may be a moment after its rows are visible in ClickHouse); fails with both otherwise.
+    fn wait_for_metric(&mut self, line: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let metrics = self.http_get("/metrics");
+            if metrics.contains(line) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no {line:?} after {within:?} in:\n{metrics}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `GET path` on the metrics endpoint, whose address the loader logs.
     fn http_get(&self, path: &str) -> String {
         use std::io::{Read as _, Write as _};
@@ -540,10 +556,9 @@ async fn a_batch_written_twice_after_a_crash_is_one_row_per_event() {
 
     let mut loader = Loader::start(&config, &log, &[]);
     wait_for_events(&url, &names, 1500, Duration::from_secs(120), &mut loader).await;
-    let metrics = loader.http_get("/metrics");
-    assert!(
-        metrics.contains("plowline_loader_events_written_total{sink=\"clickhouse\"} 1500\n"),
-        "{metrics}"
+    loader.wait_for_metric(
+        "plowline_loader_events_written_total{sink=\"clickhouse\"} 1500\n",
+        Duration::from_secs(30),
     );
     assert!(loader.http_get("/healthz").starts_with("HTTP/1.1 200"));
     loader.stop();
@@ -622,12 +637,9 @@ async fn unreadable_and_refused_events_go_to_the_bad_topic_and_the_rest_lands() 
         runtime.iter().any(|e| e.contains("dvce_created_tstamp")),
         "{runtime:?}"
     );
-    let metrics = loader.http_get("/metrics");
-    assert!(
-        metrics.contains(
-            "plowline_loader_bad_rows_total{sink=\"clickhouse\",type=\"loader_runtime_error\"} 2\n"
-        ),
-        "{metrics}"
+    loader.wait_for_metric(
+        "plowline_loader_bad_rows_total{sink=\"clickhouse\",type=\"loader_runtime_error\"} 2\n",
+        Duration::from_secs(30),
     );
     loader.stop();
     assert_eq!(committed_total(&brokers, &names), 1003);
