@@ -193,7 +193,10 @@ fn atomic_columns() -> &'static NameMap {
 
 /// Reads `json` (one enriched event) into a row.
 pub fn decode(json: &[u8]) -> Result<EventRow<'_>, DecodeError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    // Validated once as a whole, so that serde_json does not check each string again.
+    let json = std::str::from_utf8(json)
+        .map_err(|error| DecodeError::Unreadable(vec![format!("not UTF-8: {error}")]))?;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
     let mut state = Decoding {
         values: COLUMNS
             .iter()
