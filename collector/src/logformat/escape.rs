@@ -270,9 +270,19 @@ pub(crate) fn validate(field: &[u8], escape: Escape) -> Result<bool, InvalidEsca
     if escape == Escape::None {
         return Ok(false);
     }
-    let Some(mut at) = memchr(b'\\', field) else {
+    let Some(at) = memchr(b'\\', field) else {
         return Ok(false);
     };
+    if escape == Escape::Default && default_escapes_well_formed(&field[at..]) {
+        return Ok(true);
+    }
+    check_each_escape(field, at, escape)?;
+    Ok(true)
+}
+
+/// Checks the escape sequences of `field` one by one from the backslash at `field[at]`, and
+/// says what is wrong with the first invalid one.
+fn check_each_escape(field: &[u8], mut at: usize, escape: Escape) -> Result<(), InvalidEscape> {
     while at < field.len() {
         let len = match escape {
             Escape::Default if default_byte(field, at).is_some() => 4,
@@ -280,7 +290,24 @@ pub(crate) fn validate(field: &[u8], escape: Escape) -> Result<bool, InvalidEsca
         };
         at = next_backslash(field, at + len);
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Whether every backslash of `field` starts a well-formed `\xHH` (the `escape=default` grammar).
+///
+/// Every byte is checked against the three after it with the same branch-free test, so the
+/// compiler checks many positions per instruction: a field with escapes at all is dense with
+/// them (a tp2 body has a `\x22` every few bytes), where stopping at each one costs more than
+/// looking at every byte. Only says yes or no; [`validate`] then finds the offending sequence.
+fn default_escapes_well_formed(field: &[u8]) -> bool {
+    let is_hex = |d: u8| (d.wrapping_sub(b'0') < 10) | ((d | 0x20).wrapping_sub(b'a') < 6);
+    let after = |n: usize| field.get(n..).unwrap_or_default();
+    let (body, tail) = field.split_at(field.len().saturating_sub(3));
+    let windows = body.iter().zip(after(1)).zip(after(2)).zip(after(3));
+    let broken = windows.fold(false, |broken, (((&b, &x), &high), &low)| {
+        broken | ((b == b'\\') & !((x == b'x') & is_hex(high) & is_hex(low)))
+    });
+    !broken && !tail.contains(&b'\\')
 }
 
 /// Decodes a raw field: borrowed when it has no backslash.
@@ -440,5 +467,19 @@ mod tests {
         assert!(validate(br"\ud83d\u0041", Escape::Json).is_err());
         assert!(validate(br"\ude00", Escape::Json).is_err());
         assert_eq!(validate(br"a\b", Escape::None), Ok(false));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn default_fast_check_agrees_with_each_escape(
+            field in proptest::collection::vec(
+                proptest::sample::select(b"\\xX0aFg\"".to_vec()),
+                0..24,
+            )
+        ) {
+            let at = field.iter().position(|&b| b == b'\\').unwrap_or(field.len());
+            let each = check_each_escape(&field, at, Escape::Default).is_ok();
+            proptest::prop_assert_eq!(default_escapes_well_formed(&field[at..]), each);
+        }
     }
 }
