@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use plowline_collector::tracker::{SchemaKey, SelfDescribing};
 
@@ -106,20 +107,25 @@ fn write_contexts(event: &EnrichedEvent, mut first: bool, out: &mut Vec<u8>) {
 /// Appends the flattened key of `schema` after `prefix`: vendor with `.` and `-` as `_`, name
 /// in snake_case, both lower-case, then the model: `com.acme/productEntity/…/1-0-2` →
 /// `com_acme_product_entity_1`.
-pub fn flat_key(prefix: &str, schema: &SchemaKey, out: &mut Vec<u8>) {
+pub fn flat_key(prefix: &str, schema: &Arc<SchemaKey>, out: &mut Vec<u8>) {
     /// The flattened names of the last few schemas, per thread: an event's entities, and the
-    /// next events', come from a handful of schemas.
-    type Recent = VecDeque<(String, String, u32, Vec<u8>)>;
+    /// next events', come from a handful of schemas. Entities read from the same schema share
+    /// its key, so a key is usually found by its address, before any text is compared.
+    type Recent = VecDeque<(Arc<SchemaKey>, Vec<u8>)>;
     const REMEMBERED: usize = 8;
     thread_local! {
         static RECENT: RefCell<Recent> = const { RefCell::new(VecDeque::new()) };
     }
     out.extend_from_slice(prefix.as_bytes());
     RECENT.with_borrow_mut(|recent| {
-        let known = recent.iter().find(|(vendor, name, model, _)| {
-            *model == schema.model && *vendor == schema.vendor && *name == schema.name
-        });
-        if let Some((_, _, _, flat)) = known {
+        let same_flat_key = |known: &SchemaKey| {
+            known.model == schema.model
+                && known.vendor == schema.vendor
+                && known.name == schema.name
+        };
+        let known = (recent.iter().find(|(known, _)| Arc::ptr_eq(known, schema)))
+            .or_else(|| recent.iter().find(|(known, _)| same_flat_key(known)));
+        if let Some((_, flat)) = known {
             out.extend_from_slice(flat);
             return;
         }
@@ -138,12 +144,7 @@ pub fn flat_key(prefix: &str, schema: &SchemaKey, out: &mut Vec<u8>) {
         if recent.len() == REMEMBERED {
             recent.pop_back();
         }
-        recent.push_front((
-            schema.vendor.clone(),
-            schema.name.clone(),
-            schema.model,
-            flat,
-        ));
+        recent.push_front((Arc::clone(schema), flat));
     });
 }
 
@@ -335,7 +336,7 @@ mod tests {
 
     fn sd(uri: &str, data: Value) -> SelfDescribing {
         SelfDescribing {
-            schema: SchemaKey::parse(uri).unwrap(),
+            schema: SchemaKey::parse(uri).unwrap().into(),
             data: data.into(),
         }
     }
