@@ -18,27 +18,15 @@ impl Uuid {
     /// (braces, `urn:uuid:`, no hyphens) is rejected. Versions and variants are not checked:
     /// trackers send v4, but an event id only has to be unique.
     pub fn parse(text: &str) -> Option<Uuid> {
-        let text = text.as_bytes();
-        if text.len() != 36 {
+        /// Where the two hex digits of each byte start in the 8-4-4-4-12 form.
+        const DIGITS_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
+        if [8, 13, 18, 23].into_iter().any(|i| text[i] != b'-') {
             return None;
         }
         let mut bytes = [0u8; 16];
-        let mut nibbles = 0;
-        for (i, &c) in text.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            let value = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return None,
-            };
-            bytes[nibbles / 2] |= if nibbles % 2 == 0 { value << 4 } else { value };
-            nibbles += 1;
+        for (byte, at) in bytes.iter_mut().zip(DIGITS_AT) {
+            *byte = crate::hex::pair(text[at], text[at + 1])?;
         }
         Some(Uuid(bytes))
     }
