@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use memchr::memchr;
 
 use super::Escape;
+use crate::swar;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -364,7 +365,7 @@ fn unescape_default(field: &[u8], at: usize) -> Vec<u8> {
         {
             // `len` never passes `read`, so the eight bytes fit in `out` as they do in `field`.
             out[len..len + 8].copy_from_slice(&word);
-            let run = first_backslash(u64::from_le_bytes(word));
+            let run = swar::first(swar::equal(u64::from_le_bytes(word), b'\\'));
             (read, len) = (read + run, len + run);
             if run == word.len() {
                 continue;
@@ -381,17 +382,6 @@ fn unescape_default(field: &[u8], at: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The index of the first backslash among the eight bytes of `word` (little-endian), 8 when
-/// there is none.
-fn first_backslash(word: u64) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let zeroed = word ^ (ONES * u64::from(b'\\'));
-    // The high bit of each byte that `zeroed` has zero; bits above the first may be false, the
-    // lowest set bit is exact.
-    let found = zeroed.wrapping_sub(ONES) & !zeroed & (ONES * 0x80);
-    found.trailing_zeros() as usize / 8
 }
 
 /// How many bytes of the escape sequence starting at `field[at]` (a backslash) to step over while
