@@ -324,12 +324,12 @@ impl<'t> Canonicalizer<'t> {
     }
 
     fn hex4(&mut self) -> Option<u32> {
-        let digits = self.text.get(self.pos..self.pos + 4)?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
+        let digits = self.text.as_bytes().get(self.pos..self.pos + 4)?;
+        let unit = digits.iter().try_fold(0, |unit, &digit| {
+            Some(unit << 4 | u32::from(crate::hex::digit(digit)?))
+        })?;
         self.pos += 4;
-        u32::from_str_radix(digits, 16).ok()
+        Some(unit)
     }
 
     /// A number: integers that fit 18 digits are already canonical; anything else (fractions,
