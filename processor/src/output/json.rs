@@ -123,7 +123,9 @@ pub fn flat_key(prefix: &str, schema: &Arc<SchemaKey>, out: &mut Vec<u8>) {
                 && known.vendor == schema.vendor
                 && known.name == schema.name
         };
-        let known = (recent.iter().find(|(known, _)| Arc::ptr_eq(known, schema)))
+        let known = recent
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, schema))
             .or_else(|| recent.iter().find(|(known, _)| same_flat_key(known)));
         if let Some((_, flat)) = known {
             out.extend_from_slice(flat);
