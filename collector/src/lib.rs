@@ -14,5 +14,6 @@ pub mod civil;
 mod hex;
 pub mod logformat;
 pub mod nginx;
+mod swar;
 pub mod tracker;
 pub mod uid;

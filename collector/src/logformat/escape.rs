@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use memchr::memchr;
 
 use super::Escape;
+use crate::swar;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -270,9 +271,19 @@ pub(crate) fn validate(field: &[u8], escape: Escape) -> Result<bool, InvalidEsca
     if escape == Escape::None {
         return Ok(false);
     }
-    let Some(mut at) = memchr(b'\\', field) else {
+    let Some(at) = memchr(b'\\', field) else {
         return Ok(false);
     };
+    if escape == Escape::Default && default_escapes_well_formed(&field[at..]) {
+        return Ok(true);
+    }
+    check_each_escape(field, at, escape)?;
+    Ok(true)
+}
+
+/// Checks the escape sequences of `field` one by one from the backslash at `field[at]`, and
+/// says what is wrong with the first invalid one.
+fn check_each_escape(field: &[u8], mut at: usize, escape: Escape) -> Result<(), InvalidEscape> {
     while at < field.len() {
         let len = match escape {
             Escape::Default if default_byte(field, at).is_some() => 4,
@@ -280,7 +291,24 @@ pub(crate) fn validate(field: &[u8], escape: Escape) -> Result<bool, InvalidEsca
         };
         at = next_backslash(field, at + len);
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Whether every backslash of `field` starts a well-formed `\xHH` (the `escape=default` grammar).
+///
+/// Every byte is checked against the three after it with the same branch-free test, so the
+/// compiler checks many positions per instruction: a field with escapes at all is dense with
+/// them (a tp2 body has a `\x22` every few bytes), where stopping at each one costs more than
+/// looking at every byte. Only says yes or no; [`validate`] then finds the offending sequence.
+fn default_escapes_well_formed(field: &[u8]) -> bool {
+    let is_hex = |d: u8| (d.wrapping_sub(b'0') < 10) | ((d | 0x20).wrapping_sub(b'a') < 6);
+    let after = |n: usize| field.get(n..).unwrap_or_default();
+    let (body, tail) = field.split_at(field.len().saturating_sub(3));
+    let windows = body.iter().zip(after(1)).zip(after(2)).zip(after(3));
+    let broken = windows.fold(false, |broken, (((&b, &x), &high), &low)| {
+        broken | ((b == b'\\') & !((x == b'x') & is_hex(high) & is_hex(low)))
+    });
+    !broken && !tail.contains(&b'\\')
 }
 
 /// Decodes a raw field: borrowed when it has no backslash.
@@ -323,12 +351,27 @@ pub(crate) fn unescape(field: &[u8], escape: Escape) -> Cow<'_, [u8]> {
 
 /// [`unescape`] for `escape=default`, from the first backslash at `field[at]`: one pass over the
 /// bytes, into a buffer that never grows (a field with escapes at all is dense with them: nginx
-/// writes every `"` of a JSON request body as `\x22`).
+/// writes every `"` of a JSON request body as `\x22`). The text between escapes is copied eight
+/// bytes at a time: a word is stored whole and the write position advanced only to its first
+/// backslash, which the next word's store overwrites.
 fn unescape_default(field: &[u8], at: usize) -> Vec<u8> {
     let mut out = vec![0; field.len()];
     out[..at].copy_from_slice(&field[..at]);
     let (mut read, mut len) = (at, at);
-    while let Some(&b) = field.get(read) {
+    loop {
+        if let Some(word) = field
+            .get(read..read + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        {
+            // `len` never passes `read`, so the eight bytes fit in `out` as they do in `field`.
+            out[len..len + 8].copy_from_slice(&word);
+            let run = swar::first(swar::equal(u64::from_le_bytes(word), b'\\'));
+            (read, len) = (read + run, len + run);
+            if run == word.len() {
+                continue;
+            }
+        }
+        let Some(&b) = field.get(read) else { break };
         let (byte, step) = match b {
             b'\\' => default_byte(field, read).map_or((b'\\', 1), |decoded| (decoded, 4)),
             b => (b, 1),
@@ -440,5 +483,37 @@ mod tests {
         assert!(validate(br"\ud83d\u0041", Escape::Json).is_err());
         assert!(validate(br"\ude00", Escape::Json).is_err());
         assert_eq!(validate(br"a\b", Escape::None), Ok(false));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn default_unescape_agrees_with_a_byte_walk(
+            field in proptest::collection::vec(
+                proptest::sample::select(b"\\x2Cg\"ab".to_vec()),
+                0..40,
+            )
+        ) {
+            let mut want = Vec::new();
+            let mut at = 0;
+            while let Some(&b) = field.get(at) {
+                match default_byte(&field, at).filter(|_| b == b'\\') {
+                    Some(decoded) => (want.push(decoded), at += 4),
+                    None => (want.push(b), at += 1),
+                };
+            }
+            proptest::prop_assert_eq!(unescape(&field, Escape::Default).into_owned(), want);
+        }
+
+        #[test]
+        fn default_fast_check_agrees_with_each_escape(
+            field in proptest::collection::vec(
+                proptest::sample::select(b"\\xX0aFg\"".to_vec()),
+                0..24,
+            )
+        ) {
+            let at = field.iter().position(|&b| b == b'\\').unwrap_or(field.len());
+            let each = check_each_escape(&field, at, Escape::Default).is_ok();
+            proptest::prop_assert_eq!(default_escapes_well_formed(&field[at..]), each);
+        }
     }
 }

@@ -379,8 +379,10 @@ pub(super) fn parse<'a>(format: &LogFormat, line: &'a [u8]) -> Result<Record<'a>
         found: Snippet::rest_of_line(line),
     })?;
     let mut fields = Fields::with_capacity(layout.vars.len());
-    for var in layout.vars.iter() {
-        let (value, next) =
+    // The fields known, from the search for their end, to hold no backslash: no escape to check.
+    let mut plain = 0u64;
+    for (i, var) in layout.vars.iter().enumerate() {
+        let (value, next, no_backslash) =
             value(line, pos, &var.tail, escape).ok_or_else(|| ParseError::Syntax {
                 field: Some(var.name.clone()),
                 offset: pos,
@@ -388,6 +390,9 @@ pub(super) fn parse<'a>(format: &LogFormat, line: &'a [u8]) -> Result<Record<'a>
                 found: Snippet::end_of_line(),
             })?;
         fields.push(value);
+        if no_backslash {
+            plain |= 1u64.checked_shl(i as u32).unwrap_or(0);
+        }
         pos = next;
     }
     if pos < line.len() {
@@ -400,6 +405,9 @@ pub(super) fn parse<'a>(format: &LogFormat, line: &'a [u8]) -> Result<Record<'a>
     }
     let mut escaped = 0;
     for (i, field) in fields.as_slice().iter().enumerate() {
+        if i < 64 && plain & (1 << i) != 0 {
+            continue;
+        }
         match escape::validate(field, escape) {
             Ok(false) => {}
             Ok(true) => escaped |= 1u64.checked_shl(i as u32).unwrap_or(0),
@@ -438,16 +446,31 @@ fn head(line: &[u8], literal: &Literal) -> Option<usize> {
 
 /// `value tail`, where `value` is the shortest run of bytes from `start` that is followed by the
 /// literal `tail` outside an escape sequence; for the last variable with no literal after it,
-/// `value = *OCTET` (the rest of the line). Returns the value and where the next element starts.
+/// `value = *OCTET` (the rest of the line). Returns the value, where the next element starts and
+/// whether the value is known to hold no backslash.
 fn value<'a>(
     line: &'a [u8],
     start: usize,
     tail: &Literal,
     escape: Escape,
-) -> Option<(&'a [u8], usize)> {
+) -> Option<(&'a [u8], usize, bool)> {
     let rest = &line[start..];
-    let len = find_literal(rest, tail, escape)?;
-    Some((&rest[..len], start + len + tail.bytes.len()))
+    let (len, no_backslash) = match &tail.search {
+        Search::Byte(b) => find_byte(rest, *b)?,
+        _ => (find_literal(rest, tail, escape)?, false),
+    };
+    Some((&rest[..len], start + len + tail.bytes.len(), no_backslash))
+}
+
+/// The offset of the first `b` in `hay`, and whether no backslash comes before it. One search
+/// for both: most values have no escape at all, and then checking them needs no search of its own.
+fn find_byte(hay: &[u8], b: u8) -> Option<(usize, bool)> {
+    let at = memchr2(b, b'\\', hay)?;
+    if hay[at] == b {
+        return Some((at, true));
+    }
+    let end = at + 1 + memchr(b, &hay[at + 1..])?;
+    Some((end, false))
 }
 
 /// The offset of the first occurrence of `literal` in `hay` that does not begin inside an escape

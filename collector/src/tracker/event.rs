@@ -490,6 +490,7 @@ impl Decoder {
     }
 
     /// Parses a present slot with `parse`; reports `expected` when it fails.
+    #[inline]
     fn parse<'p, T>(
         &mut self,
         slot: Slot<'p>,

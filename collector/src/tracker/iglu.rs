@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -217,8 +218,10 @@ impl<'de> Deserialize<'de> for SchemaKey {
 /// A self-describing JSON document: `{"schema":"iglu:…","data":…}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelfDescribing {
-    /// The schema `data` claims to follow.
-    pub schema: SchemaKey,
+    /// The schema `data` claims to follow. Shared: the entities of many events name the same
+    /// few schemas, and the readers hand out one key per schema (see [`SchemaKey`] for the
+    /// value), so that an entity costs no copy of its key.
+    pub schema: Arc<SchemaKey>,
     /// The instance itself, as canonical JSON text.
     pub data: JsonText,
 }
@@ -255,7 +258,7 @@ impl SelfDescribing {
     pub fn from_value(value: Value) -> Result<SelfDescribing, SelfDescribingError> {
         let (schema, data) = schema_and_data(value)?;
         Ok(SelfDescribing {
-            schema,
+            schema: Arc::new(schema),
             data: JsonText::from_value(&data),
         })
     }
@@ -489,19 +492,18 @@ impl<'t> Canonicalizer<'t> {
 }
 
 /// [`SchemaKey::parse`], remembering the last few keys read on this thread: the entities of an
-/// event, and of the next ones, come from a handful of schemas, and cloning a key costs a
-/// fraction of parsing it.
-fn recent_schema_key(uri: &str) -> Option<SchemaKey> {
+/// event, and of the next ones, come from a handful of schemas, which then share one key each.
+fn recent_schema_key(uri: &str) -> Option<Arc<SchemaKey>> {
     const REMEMBERED: usize = 8;
     thread_local! {
-        static RECENT: RefCell<VecDeque<(Box<str>, SchemaKey)>> =
+        static RECENT: RefCell<VecDeque<(Box<str>, Arc<SchemaKey>)>> =
             const { RefCell::new(VecDeque::new()) };
     }
     RECENT.with_borrow_mut(|recent| {
         if let Some((_, key)) = recent.iter().find(|(known, _)| **known == *uri) {
             return Some(key.clone());
         }
-        let key = SchemaKey::parse(uri).ok()?;
+        let key = Arc::new(SchemaKey::parse(uri).ok()?);
         if recent.len() == REMEMBERED {
             recent.pop_back();
         }

@@ -17,6 +17,8 @@ use std::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::swar;
+
 /// A JSON value as compact text, exactly as `serde_json` serializes the equivalent
 /// [`Value`]: two `JsonText`s are equal when their values are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -322,12 +324,12 @@ impl<'t> Canonicalizer<'t> {
     }
 
     fn hex4(&mut self) -> Option<u32> {
-        let digits = self.text.get(self.pos..self.pos + 4)?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
+        let digits = self.text.as_bytes().get(self.pos..self.pos + 4)?;
+        let unit = digits.iter().try_fold(0, |unit, &digit| {
+            Some(unit << 4 | u32::from(crate::hex::digit(digit)?))
+        })?;
         self.pos += 4;
-        u32::from_str_radix(digits, 16).ok()
+        Some(unit)
     }
 
     /// A number: integers that fit 18 digits are already canonical; anything else (fractions,
@@ -384,8 +386,6 @@ impl<'t> Canonicalizer<'t> {
 /// `\` or a control character (below 0x20). Eight bytes at a time: the runs are mostly short
 /// (keys, ids, the text between escapes), where a search call's fixed cost dominates.
 pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
@@ -393,15 +393,9 @@ pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
             break;
         };
         let word = u64::from_le_bytes(word);
-        let (quote, backslash) = (word ^ (ONES * 0x22), word ^ (ONES * 0x5c));
-        // Each term sets the high bit of a byte that is 0 (`quote`, `backslash`) or below 0x20
-        // (`word`); bits above the first such byte may be false, the lowest set bit is exact.
-        let found = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | word.wrapping_sub(ONES * 0x20) & !word)
-            & HIGH_BITS;
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize / 8);
+        let stop = swar::equal(word, b'"') | swar::equal(word, b'\\') | swar::below(word, 0x20);
+        if stop != 0 {
+            return Some(at + swar::first(stop));
         }
         at += 8;
     }

@@ -18,27 +18,15 @@ impl Uuid {
     /// (braces, `urn:uuid:`, no hyphens) is rejected. Versions and variants are not checked:
     /// trackers send v4, but an event id only has to be unique.
     pub fn parse(text: &str) -> Option<Uuid> {
-        let text = text.as_bytes();
-        if text.len() != 36 {
+        /// Where the two hex digits of each byte start in the 8-4-4-4-12 form.
+        const DIGITS_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
+        if [8, 13, 18, 23].into_iter().any(|i| text[i] != b'-') {
             return None;
         }
         let mut bytes = [0u8; 16];
-        let mut nibbles = 0;
-        for (i, &c) in text.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            let value = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return None,
-            };
-            bytes[nibbles / 2] |= if nibbles % 2 == 0 { value << 4 } else { value };
-            nibbles += 1;
+        for (byte, at) in bytes.iter_mut().zip(DIGITS_AT) {
+            *byte = crate::hex::pair(text[at], text[at + 1])?;
         }
         Some(Uuid(bytes))
     }
@@ -155,7 +143,7 @@ pub struct Dimensions {
 impl Dimensions {
     /// Parses `WxH`: two unsigned integers, each at most `i32::MAX`, joined by a lower-case `x`.
     pub fn parse(text: &str) -> Option<Dimensions> {
-        let (width, height) = text.split_once('x')?;
+        let (width, height) = split_once_byte(text, b'x')?;
         Some(Dimensions {
             width: parse_unsigned(width)?,
             height: parse_unsigned(height)?,
@@ -166,7 +154,7 @@ impl Dimensions {
 /// Milliseconds since the epoch: digits with an optional `.digits` fraction (truncated), in
 /// `0..=MAX_TIMESTAMP_MS`.
 pub(crate) fn parse_timestamp_ms(text: &str) -> Option<i64> {
-    let whole = match text.split_once('.') {
+    let whole = match split_once_byte(text, b'.') {
         Some((whole, fraction)) => {
             let digits = !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit());
             if !digits {
@@ -176,30 +164,47 @@ pub(crate) fn parse_timestamp_ms(text: &str) -> Option<i64> {
         }
         None => text,
     };
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    whole
-        .parse::<i64>()
-        .ok()
-        .filter(|ms| *ms <= MAX_TIMESTAMP_MS)
+    let ms = digits_value(whole).filter(|ms| *ms <= MAX_TIMESTAMP_MS as u64)?;
+    i64::try_from(ms).ok()
 }
 
 /// A non-negative integer: digits only, at most `i32::MAX`.
 pub(crate) fn parse_unsigned(text: &str) -> Option<u32> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<u32>().ok().filter(|n| *n <= i32::MAX as u32)
+    let n = digits_value(text).filter(|n| *n <= i32::MAX as u64)?;
+    u32::try_from(n).ok()
 }
 
 /// A signed integer: an optional `-` then digits, fitting an `i32`.
 pub(crate) fn parse_signed(text: &str) -> Option<i32> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    let n = i64::try_from(digits_value(digits)?).ok()?;
+    i32::try_from(if negative { -n } else { n }).ok()
+}
+
+/// `text` split at its first `sep`, an ASCII byte. A plain scan: these values are a few bytes
+/// long, shorter than a search call's set-up.
+fn split_once_byte(text: &str, sep: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == sep)?;
+    Some((&text[..at], &text[at + 1..]))
+}
+
+/// The value of a non-empty run of ASCII digits (leading zeros allowed); `None` for anything
+/// else, or past `u64::MAX`. One pass, where checking the digits and then calling `str::parse`
+/// read the text twice (these are short: a pass's fixed cost is most of it).
+fn digits_value(text: &str) -> Option<u64> {
+    if text.is_empty() {
         return None;
     }
-    text.parse().ok()
+    text.bytes().try_fold(0u64, |n, b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// `1` or `0`.
@@ -247,6 +252,10 @@ mod tests {
         );
         assert_eq!(parse_timestamp_ms("0"), Some(0));
         assert_eq!(
+            parse_timestamp_ms("0001700000000123.98765432109876543210987"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
             parse_timestamp_ms("253402300799999"),
             Some(MAX_TIMESTAMP_MS)
         );
@@ -276,6 +285,11 @@ mod tests {
         assert_eq!(parse_signed("-2147483648"), Some(i32::MIN));
         assert_eq!(parse_signed("-"), None);
         assert_eq!(parse_signed("1.5"), None);
+        assert_eq!(parse_signed("-2147483649"), None);
+        assert_eq!(parse_signed("2147483648"), None);
+        assert_eq!(parse_signed("-18446744073709551616"), None);
+        assert_eq!(parse_unsigned("000000000000000000000000024"), Some(24));
+        assert_eq!(parse_unsigned("18446744073709551616"), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! enrichment's uap-core rules call its device a `Spider`. `primaryImpact` is always `NONE`: we
 //! do not know what the robot counted.
 
+use std::sync::Arc;
+
 use plowline_collector::tracker::{SchemaKey, SelfDescribing};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -205,14 +207,14 @@ fn context(robot: bool) -> SelfDescribing {
         ("BROWSER", "PASSED_ALL")
     };
     SelfDescribing {
-        schema: SchemaKey {
+        schema: Arc::new(SchemaKey {
             vendor: "com.iab.snowplow".to_owned(),
             name: "spiders_and_robots".to_owned(),
             format: "jsonschema".to_owned(),
             model: 1,
             revision: 0,
             addition: 0,
-        },
+        }),
         data: json!({
             "spiderOrRobot": robot,
             "category": category,

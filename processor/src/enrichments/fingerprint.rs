@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use plowline_collector::tracker::{Params, SchemaKey, SelfDescribing};
 use serde::Deserialize;
@@ -183,15 +183,15 @@ fn duplicate_context(fingerprint: &str, first_id: Option<&str>) -> SelfDescribin
     }
 }
 
-fn duplicate_schema() -> SchemaKey {
-    SchemaKey {
+fn duplicate_schema() -> Arc<SchemaKey> {
+    Arc::new(SchemaKey {
         vendor: "com.plowline".to_owned(),
         name: "duplicate".to_owned(),
         format: "jsonschema".to_owned(),
         model: 1,
         revision: 0,
         addition: 0,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ pub struct UserAgent {
     skipped: usize,
     cache: Option<Mutex<Cache>>,
     /// The context's schema, built once.
-    schema: SchemaKey,
+    schema: Arc<SchemaKey>,
 }
 
 impl std::fmt::Debug for UserAgent {
@@ -328,14 +328,14 @@ impl UserAgent {
             device_rules,
             skipped,
             cache,
-            schema: SchemaKey {
+            schema: Arc::new(SchemaKey {
                 vendor: "com.snowplowanalytics.snowplow".to_owned(),
                 name: "ua_parser_context".to_owned(),
                 format: "jsonschema".to_owned(),
                 model: 1,
                 revision: 0,
                 addition: 0,
-            },
+            }),
         })
     }
 

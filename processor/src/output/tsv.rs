@@ -134,7 +134,9 @@ mod tests {
             br_cookies: Some(true),
             dvce_ismobile: Some(false),
             contexts: vec![SelfDescribing {
-                schema: SchemaKey::parse("iglu:com.acme/x/jsonschema/1-0-0").unwrap(),
+                schema: SchemaKey::parse("iglu:com.acme/x/jsonschema/1-0-0")
+                    .unwrap()
+                    .into(),
                 data: serde_json::json!({"t": "x\ty"}).into(),
             }],
             ..EnrichedEvent::default()
