@@ -120,6 +120,9 @@ pub struct LoaderMetrics {
     pub produce_errors: AtomicU64,
     /// Offsets stored for commit.
     pub offsets_stored: AtomicU64,
+    /// Microseconds the sink spent writing batches, retries included (batches in flight
+    /// overlap, so this can grow faster than the clock).
+    pub write_micros: AtomicU64,
     /// False once shutdown has begun.
     pub healthy: AtomicBool,
 }
@@ -138,6 +141,7 @@ impl LoaderMetrics {
             write_retries: Arc::new(AtomicU64::new(0)),
             produce_errors: AtomicU64::new(0),
             offsets_stored: AtomicU64::new(0),
+            write_micros: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         }
     }
@@ -224,6 +228,14 @@ impl Exposition for LoaderMetrics {
             "Input offsets stored for commit after their batch was acknowledged.",
             &[("", load(&self.offsets_stored))],
         );
+        let _ = writeln!(
+            out,
+            "# HELP plowline_loader_write_seconds_total Time the sink spent writing batches, retries \
+             included; over batches_total, the mean time a batch takes to be stored.\n\
+             # TYPE plowline_loader_write_seconds_total counter\n\
+             plowline_loader_write_seconds_total{{sink=\"{sink}\"}} {:.6}",
+            load(&self.write_micros) as f64 / 1e6
+        );
         out
     }
 
@@ -308,7 +320,10 @@ async fn write_batch<S: Sink>(
     batch: &[Doc],
     metrics: &LoaderMetrics,
 ) -> Result<Vec<BadRow>, SinkError> {
+    let started = std::time::Instant::now();
     let outcomes = sink.write(batch).await?;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    metrics.write_micros.fetch_add(micros, Ordering::Relaxed);
     if std::env::var_os(ABORT_AFTER_WRITE).is_some() {
         tracing::error!("{ABORT_AFTER_WRITE} is set: aborting after a write, before its offsets");
         std::process::abort();
@@ -883,8 +898,16 @@ mod tests {
     #[tokio::test]
     async fn file_mode_keeps_the_file_order_when_a_later_batch_finishes_first() {
         let input = b"{\"slow\":\"bad 1\"}\n{\"bad\":2}\n{\"a\":3}\n{\"bad\":4}\n";
-        let (summary, bad, _, _) = load_file(input, 1).await;
+        let (summary, bad, metrics, _) = load_file(input, 1).await;
         assert_eq!((summary.read, summary.written, summary.rejected), (4, 1, 3));
+        // The slow batch took 100 ms to write.
+        let text = metrics.render();
+        let seconds = text
+            .lines()
+            .find_map(|l| l.strip_prefix("plowline_loader_write_seconds_total{sink=\"picky\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no write time in {text}"));
+        assert!((0.1..60.0).contains(&seconds), "{seconds}");
         let at = |needle: &str| {
             bad.find(needle)
                 .unwrap_or_else(|| panic!("{needle}: {bad}"))
