@@ -702,7 +702,6 @@ read_from = "beginning"
 [kafka]
 brokers = "{brokers}"
 topic = "tracker-raw"
-linger_ms = 5
 
 [registry]
 path = "{registry}"

@@ -158,7 +158,7 @@ pub struct Tailer {
     /// Delivery reports and file-system hints.
     reports: Receiver<Wake>,
     /// Keeps the inotify watches alive.
-    _watcher: Watcher,
+    watcher: Watcher,
     /// A file-system hint asked for a scan before the next periodic one.
     rescan_requested: bool,
     metrics: Arc<Metrics>,
@@ -206,7 +206,7 @@ impl Tailer {
             producer,
             reports_tx,
             reports,
-            _watcher: watcher,
+            watcher,
             rescan_requested: false,
             metrics,
             host: host_name(),
@@ -220,6 +220,7 @@ impl Tailer {
         let scan_interval = Duration::from_millis(self.config.files.scan_interval_ms);
         // The stop flag is checked at least this often, whatever the poll interval.
         let poll = Duration::from_millis(self.config.files.poll_interval_ms).min(STOP_CHECK);
+        let coalesce = Duration::from_millis(self.config.files.coalesce_ms);
         let mut next_scan = Instant::now();
         let mut last_flush = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -231,6 +232,7 @@ impl Tailer {
             self.drain_reports();
             self.settle_failures(now)?;
             self.close_finished(now);
+            self.watcher.rearm();
             let round = self.read_round(now)?;
             if self.registry_dirty && last_flush.elapsed() >= self.config.registry_flush_interval {
                 self.flush_registry()?;
@@ -239,9 +241,13 @@ impl Tailer {
             if round != Round::Produced {
                 match self.reports.recv_timeout(poll) {
                     Ok(wake) => {
+                        let new_data = matches!(wake, Wake::Files { rescan: false });
                         self.handle_wake(wake);
                         if round == Round::Full {
                             std::thread::sleep(FULL_WAIT);
+                        } else if new_data {
+                            // Let the lines written meanwhile gather, to read them in one go.
+                            std::thread::sleep(coalesce.saturating_sub(now.elapsed()));
                         }
                     }
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}

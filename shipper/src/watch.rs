@@ -8,7 +8,9 @@
 //! a watcher that cannot start only costs latency.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
@@ -33,6 +35,16 @@ pub struct Watcher {
     _inner: Option<notify::RecommendedWatcher>,
     /// The directories watched.
     pub dirs: Vec<PathBuf>,
+    /// Set when a data hint was sent and the tailer has not read since: a file nginx writes a
+    /// line at a time sends one hint per read, not one per line.
+    data_hinted: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    /// Called as the tailer starts reading: the next write sends a hint again.
+    pub fn rearm(&self) {
+        self.data_hinted.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Starts watching the directories that hold the files matched by `patterns` (glob strings).
@@ -41,6 +53,8 @@ pub fn watch<'a>(patterns: impl IntoIterator<Item = &'a str>, wake: Sender<Wake>
     let mut dirs: Vec<PathBuf> = patterns.into_iter().map(static_dir).collect();
     dirs.sort();
     dirs.dedup();
+    let data_hinted = Arc::new(AtomicBool::new(false));
+    let hinted = Arc::clone(&data_hinted);
     let handler = move |event: notify::Result<notify::Event>| {
         let rescan = match event {
             Ok(event) => !matches!(
@@ -50,8 +64,10 @@ pub fn watch<'a>(patterns: impl IntoIterator<Item = &'a str>, wake: Sender<Wake>
             // An overflowed queue or a watch error: look at everything again.
             Err(_) => true,
         };
-        // The receiver is gone only when the tailer stops.
-        let _ = wake.send(Wake::Files { rescan });
+        if rescan || !hinted.swap(true, Ordering::SeqCst) {
+            // The receiver is gone only when the tailer stops.
+            let _ = wake.send(Wake::Files { rescan });
+        }
     };
     let mut inner = match notify::recommended_watcher(handler) {
         Ok(w) => w,
@@ -60,6 +76,7 @@ pub fn watch<'a>(patterns: impl IntoIterator<Item = &'a str>, wake: Sender<Wake>
             return Watcher {
                 _inner: None,
                 dirs: Vec::new(),
+                data_hinted,
             };
         }
     };
@@ -75,6 +92,7 @@ pub fn watch<'a>(patterns: impl IntoIterator<Item = &'a str>, wake: Sender<Wake>
     Watcher {
         _inner: Some(inner),
         dirs,
+        data_hinted,
     }
 }
 
@@ -131,6 +149,33 @@ mod tests {
             }
         }
         assert!(rescan, "no rescan hint for a created file");
+    }
+
+    #[test]
+    fn writes_send_one_data_hint_until_the_tailer_reads() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "").unwrap();
+        let pattern = format!("{}/*.log", dir.path().display());
+        let (tx, rx) = mpsc::channel();
+        let watcher = watch([pattern.as_str()], tx);
+        let data_hints = |rx: &mpsc::Receiver<Wake>| {
+            std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(500)).ok())
+                .filter(|wake| matches!(wake, Wake::Files { rescan: false }))
+                .count()
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for _ in 0..50 {
+            file.write_all(b"line\n").unwrap();
+        }
+        assert_eq!(data_hints(&rx), 1, "50 writes before a read: one hint");
+        watcher.rearm();
+        file.write_all(b"line\n").unwrap();
+        assert_eq!(data_hints(&rx), 1, "a write after the read: a hint again");
     }
 
     #[test]
