@@ -266,7 +266,9 @@ fn client_configs(config: &ValidatedConfig) -> (ClientConfig, ClientConfig) {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5");
+        // Not lower: with a few milliseconds librdkafka's broker thread wakes so often that at
+        // 2,000 events/s it cost twice the CPU of the enrichment itself.
+        .set("linger.ms", "20");
     for (key, value) in &kafka.librdkafka {
         consumer.set(key, value);
         producer.set(key, value);
