@@ -18,9 +18,13 @@
 #    main() to its last delivery report; its CPU time and peak RSS come from /usr/bin/time.
 # 2. Memory while tailing BENCH_SMALL_FILES small files (default 100): all shipped, then lines
 #    appended to every file for a few seconds; RSS (VmRSS, VmHWM) of the shipper after that.
+# 3. CPU at a steady rate, as next to a busy nginx: lines of the same file appended one write()
+#    each (as nginx writes them) at BENCH_STEADY_RATE lines/s (2000) for BENCH_STEADY_SECONDS
+#    (20), the shipper with its default settings following the file; its CPU time over the run.
 #
 # Environment: BENCH_LINES (300000), BENCH_ROUNDS (5), BENCH_PARTITIONS (4),
-# BENCH_SMALL_FILES (100), PLOWLINE_TANSU_BIN (tansu), BENCH_KEEP=1 keeps the temp dir.
+# BENCH_SMALL_FILES (100), BENCH_STEADY_RATE (2000), BENCH_STEADY_SECONDS (20),
+# PLOWLINE_TANSU_BIN (tansu), BENCH_KEEP=1 keeps the temp dir.
 # Builds the release binaries (cargo build --release) first, unless BENCH_SHIPPER_BIN and
 # BENCH_BASELINE_BIN name binaries to measure (e.g. copies of an older build, for before/after).
 set -euo pipefail
@@ -31,6 +35,8 @@ LINES=${BENCH_LINES:-300000}
 ROUNDS=${BENCH_ROUNDS:-5}
 PARTITIONS=${BENCH_PARTITIONS:-4}
 SMALL_FILES=${BENCH_SMALL_FILES:-100}
+STEADY_RATE=${BENCH_STEADY_RATE:-2000}
+STEADY_SECONDS=${BENCH_STEADY_SECONDS:-20}
 TANSU=${PLOWLINE_TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}
 
 note() { printf 'bench-shipper: %s\n' "$*" >&2; }
@@ -281,6 +287,54 @@ wait "$SHIPPER_PID" || die "plow-shipper (small files) did not stop cleanly"
 SHIPPER_PID=
 
 # ---------------------------------------------------------------------------------------------
+# 3. CPU at a steady rate
+
+steady=$((STEADY_RATE * STEADY_SECONDS))
+note "following a file written at $STEADY_RATE lines/s for $STEADY_SECONDS s"
+topic steady "$PARTITIONS"
+: >"$WORK/steady.log"
+mport=$(free_port)
+cat >"$WORK/steady.toml" <<EOF
+[[inputs]]
+paths = ["$WORK/steady.log"]
+read_from = "beginning"
+[kafka]
+brokers = "$BROKERS"
+topic = "steady"
+[registry]
+path = "$WORK/registry-steady"
+[metrics]
+listen = "127.0.0.1:$mport"
+EOF
+RUST_LOG=warn "$SHIPPER" run --config "$WORK/steady.toml" 2>"$WORK/steady-shipper.log" &
+SHIPPER_PID=$!
+sleep 1
+steady_cpu0=$(cpu_secs "$SHIPPER_PID")
+python3 - "$DATA" "$WORK/steady.log" "$STEADY_RATE" "$steady" <<'EOF'
+import sys, time
+data, out, rate, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+lines = []
+with open(data, "rb") as f:
+    for line in f:
+        lines.append(line)
+        if len(lines) == count:
+            break
+log = open(out, "ab", buffering=0)
+start = time.time()
+for i in range(count):
+    ahead = start + i / rate - time.time()
+    if ahead > 0:
+        time.sleep(ahead)
+    log.write(lines[i % len(lines)])  # one write per line, as nginx does
+EOF
+python3 "$WORK/wait_acked.py" "$mport" "$steady" "$SHIPPER_PID" 60 >/dev/null ||
+    die "steady rate: $(tail -5 "$WORK/steady-shipper.log")"
+steady_cpu=$(awk -v a="$steady_cpu0" -v b="$(cpu_secs "$SHIPPER_PID")" 'BEGIN { printf "%.2f", b - a }')
+kill -TERM "$SHIPPER_PID"
+wait "$SHIPPER_PID" || die "plow-shipper (steady rate) did not stop cleanly"
+SHIPPER_PID=
+
+# ---------------------------------------------------------------------------------------------
 # Report
 
 python3 - "$RESULTS" "$LINES" "$BYTES" "$PARTITIONS" <<'EOF'
@@ -316,3 +370,6 @@ printf '  shipper: %s\n' "$(awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }' 
 printf '\ntailing %s small files (%s open): RSS %.1f MB, peak RSS %.1f MB (target < 50 MB), CPU %s s\n' \
     "$SMALL_FILES" "$small_open" "$(awk -v k="$small_rss_kb" 'BEGIN { print k / 1024 }')" \
     "$(awk -v k="$small_hwm_kb" 'BEGIN { print k / 1024 }')" "$small_cpu"
+printf '\nfollowing a file written at %s lines/s for %s s: CPU %s s (%.1f %% of a core)\n' \
+    "$STEADY_RATE" "$STEADY_SECONDS" "$steady_cpu" \
+    "$(awk -v c="$steady_cpu" -v s="$STEADY_SECONDS" 'BEGIN { print 100 * c / s }')"
