@@ -81,9 +81,9 @@ tansu_bin() {
 
 # The plow-collector binary that prints our nginx.conf; built if missing.
 collector_bin() {
-    local bin=${PLOW_COLLECTOR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/plow-collector}
+    local bin=${PLOWLINE_COLLECTOR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/plow-collector}
     if [[ ! -x $bin ]]; then
-        [[ -z ${PLOW_COLLECTOR:-} ]] || die "PLOW_COLLECTOR=$bin is not an executable file"
+        [[ -z ${PLOWLINE_COLLECTOR_BIN:-} ]] || die "PLOWLINE_COLLECTOR_BIN=$bin is not an executable file"
         note "building plow-collector (cargo build -p plowline-collector --bin plow-collector)"
         (cd "$ROOT" && cargo build --quiet -p plowline-collector --bin plow-collector) >&2 ||
             die "could not build plow-collector"

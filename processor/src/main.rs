@@ -41,7 +41,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// Write logs (stderr) as JSON lines instead of text. The level comes from `RUST_LOG`
     /// (default `info`).
-    #[arg(long, global = true, env = "PLOW_LOG_JSON")]
+    #[arg(long, global = true, env = "PLOWLINE_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -128,7 +128,7 @@ enum SchemaSink {
 #[derive(Debug, clap::Args)]
 struct LoadArgs {
     /// The loader configuration (see processor/examples/loaders.toml).
-    #[arg(long, env = "PLOW_LOADER_CONFIG")]
+    #[arg(long, env = "PLOWLINE_LOADER_CONFIG")]
     config: PathBuf,
     /// Load this NDJSON file of enriched events (`-` for stdin) instead of consuming Kafka. Two
     /// batches are in flight (one finishing while the next streams): memory is about twice a
@@ -139,35 +139,35 @@ struct LoadArgs {
     #[arg(long)]
     bad: Option<PathBuf>,
     /// Bootstrap brokers, overriding `kafka.brokers`.
-    #[arg(long, env = "PLOW_LOADER_BROKERS")]
+    #[arg(long, env = "PLOWLINE_LOADER_BROKERS")]
     brokers: Option<String>,
     /// Consumer group, overriding `kafka.group`.
-    #[arg(long, env = "PLOW_LOADER_GROUP")]
+    #[arg(long, env = "PLOWLINE_LOADER_GROUP")]
     group: Option<String>,
     /// Input topic, overriding `kafka.topic`.
-    #[arg(long, env = "PLOW_LOADER_TOPIC")]
+    #[arg(long, env = "PLOWLINE_LOADER_TOPIC")]
     topic: Option<String>,
     /// Address of `/metrics` and `/healthz`, overriding `metrics.listen`.
-    #[arg(long, env = "PLOW_LOADER_METRICS_LISTEN")]
+    #[arg(long, env = "PLOWLINE_LOADER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
     /// ClickHouse URL, overriding `clickhouse.url`.
-    #[arg(long, env = "PLOW_LOADER_CLICKHOUSE_URL")]
+    #[arg(long, env = "PLOWLINE_LOADER_CLICKHOUSE_URL")]
     clickhouse_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The TOML configuration (see processor/examples/processor.toml); defaults when absent.
-    #[arg(long, env = "PLOW_PROCESSOR_CONFIG")]
+    #[arg(long, env = "PLOWLINE_PROCESSOR_CONFIG")]
     config: Option<PathBuf>,
     /// Bootstrap brokers, overriding `kafka.brokers`.
-    #[arg(long, env = "PLOW_PROCESSOR_BROKERS")]
+    #[arg(long, env = "PLOWLINE_PROCESSOR_BROKERS")]
     brokers: Option<String>,
     /// Consumer group, overriding `kafka.group`.
-    #[arg(long, env = "PLOW_PROCESSOR_GROUP")]
+    #[arg(long, env = "PLOWLINE_PROCESSOR_GROUP")]
     group: Option<String>,
     /// Address of `/metrics` and `/healthz`, overriding `metrics.listen`.
-    #[arg(long, env = "PLOW_PROCESSOR_METRICS_LISTEN")]
+    #[arg(long, env = "PLOWLINE_PROCESSOR_METRICS_LISTEN")]
     metrics_listen: Option<String>,
 }
 

@@ -542,7 +542,7 @@ async fn a_batch_written_twice_after_a_crash_is_one_row_per_event() {
     let mut loader = Loader::start(
         &config,
         &log,
-        &[("PLOW_LOADER_TEST_ABORT_AFTER_WRITE", "1")],
+        &[("PLOWLINE_LOADER_TEST_ABORT_AFTER_WRITE", "1")],
     );
     let status = loader.wait_exit(Duration::from_secs(120));
     assert!(

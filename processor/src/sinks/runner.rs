@@ -26,7 +26,7 @@
 //!   batches being written finish (together at most `kafka.shutdown_timeout_ms`), store their
 //!   offsets, commit synchronously, exit.
 //!
-//! A test-only fault hook: when the environment variable `PLOW_LOADER_TEST_ABORT_AFTER_WRITE`
+//! A test-only fault hook: when the environment variable `PLOWLINE_LOADER_TEST_ABORT_AFTER_WRITE`
 //! is set, the process aborts (as `kill -9` would stop it) right after the first batch the sink
 //! wrote, before any offset of it is stored. The tests use it to deliver a batch twice.
 
@@ -55,7 +55,7 @@ use crate::stream::metrics::{self, Exposition};
 use crate::stream::{OffsetTracker, Ticket};
 
 /// The environment variable of the test-only fault hook (see the module doc).
-const ABORT_AFTER_WRITE: &str = "PLOW_LOADER_TEST_ABORT_AFTER_WRITE";
+const ABORT_AFTER_WRITE: &str = "PLOWLINE_LOADER_TEST_ABORT_AFTER_WRITE";
 /// The first wait before producing a bad row again.
 const PRODUCE_FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two productions of a bad row.
