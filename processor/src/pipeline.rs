@@ -624,33 +624,39 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
     {
         return None;
     }
-    // The first `#`, the first `?` before it and the first `/` before that, in one pass (URLs
-    // are short: cheaper than three searches).
-    let (mut slash, mut question, mut hash) = (None, None, None);
-    for (i, b) in rest.bytes().enumerate() {
-        match b {
-            b'/' if slash.is_none() && question.is_none() => slash = Some(i),
-            b'?' if question.is_none() => question = Some(i),
-            b'#' => {
-                hash = Some(i);
-                break;
+    // The authority ends at the first `/`, `?` or `#`, the path at the next `?` or `#` (both
+    // short: a plain scan); only the query, often the longest part, is searched for its `#`.
+    let bytes = rest.as_bytes();
+    let authority_end = bytes
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(bytes.len());
+    let path_end = bytes[authority_end..]
+        .iter()
+        .position(|&b| matches!(b, b'?' | b'#'))
+        .map_or(bytes.len(), |i| authority_end + i);
+    let (query, fragment) = match bytes.get(path_end) {
+        Some(b'?') => {
+            let after = &rest[path_end + 1..];
+            match memchr::memchr(b'#', after.as_bytes()) {
+                Some(i) => (Some(&after[..i]), Some(&after[i + 1..])),
+                None => (Some(after), None),
             }
-            _ => {}
         }
-    }
-    let fragment = hash.map(|i| &rest[i + 1..]);
-    let path_end = question.or(hash).unwrap_or(rest.len());
-    let query = question.map(|i| &rest[i + 1..hash.unwrap_or(rest.len())]);
-    let authority_end = slash.unwrap_or(path_end);
+        Some(_) => (None, Some(&rest[path_end + 1..])),
+        None => (None, None),
+    };
     let (authority, path) = (&rest[..authority_end], &rest[authority_end..path_end]);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    // Byte scans rather than `rsplit_once`: an authority is a few bytes.
+    let last = |text: &str, byte: u8| text.bytes().rposition(|b| b == byte);
+    let host_port = last(authority, b'@').map_or(authority, |at| &authority[at + 1..]);
     let (host, port) = if host_port.starts_with('[') {
         let close = host_port.find(']')?;
         let (host, after) = host_port.split_at(close + 1);
         (host, after.strip_prefix(':'))
     } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        match last(host_port, b':') {
+            Some(colon) => (&host_port[..colon], Some(&host_port[colon + 1..])),
             None => (host_port, None),
         }
     };
