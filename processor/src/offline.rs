@@ -172,7 +172,7 @@ pub fn enrich_stream(
         bad_rows.clear();
         // Each event is written as it comes: it borrows from `line`.
         process_line_with(&line, &ctx, &mut bad_rows, |event| {
-            options.output_format.write_line(&event, &mut good_buf);
+            options.output_format.write_line(event, &mut good_buf);
             counters.events += 1;
         });
         for row in &bad_rows {

@@ -181,7 +181,9 @@ pub fn process_line(line: &[u8], ctx: &Context<'_>) -> LineOutcome {
 /// [`process_line`], appending to `outcome` (so that a caller can reuse its buffers).
 pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutcome) {
     let LineOutcome { events, bad_rows } = outcome;
-    process_line_with(line, ctx, bad_rows, |event| events.push(event.into_owned()));
+    process_line_with(line, ctx, bad_rows, |event| {
+        events.push(event.clone().into_owned());
+    });
 }
 
 /// [`process_line`] for callers that write events out as they come: each good event goes to
@@ -191,7 +193,7 @@ pub fn process_line_with(
     line: &[u8],
     ctx: &Context<'_>,
     bad_rows: &mut Vec<BadRow>,
-    mut on_event: impl FnMut(EnrichedEvent<'_>),
+    mut on_event: impl FnMut(&EnrichedEvent<'_>),
 ) {
     let now = ctx.etl_tstamp_ms;
     if line.len() > ctx.max_line_bytes {
@@ -240,7 +242,7 @@ pub fn process_line_with(
                 }
                 failures.extend(ctx.enrich.enrich(&mut event, params));
                 if failures.is_empty() {
-                    on_event(event);
+                    on_event(&event);
                 } else {
                     bad_rows.push(BadRow::enrichment_failures(
                         &hit, version, params, &failures, &event, now,

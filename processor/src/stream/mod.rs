@@ -376,8 +376,8 @@ pub async fn run(
         let mut events = 0;
         process_line_with(line, &ctx, &mut bad_rows, |event| {
             buf.clear();
-            config.output_format.write_line(&event, &mut buf);
-            records.push(record(&good_topic, key(&event), &buf));
+            config.output_format.write_line(event, &mut buf);
+            records.push(record(&good_topic, key(event), &buf));
             events += 1;
         });
         drop(message);
