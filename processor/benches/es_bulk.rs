@@ -45,7 +45,7 @@ fn corpus() -> Vec<Vec<u8>> {
     (0..DOCS)
         .map(|i| {
             let mut event = events[i % events.len()].clone();
-            event.event_id = Some(format!("c6ef3124-b53a-4b13-a233-{i:012x}"));
+            event.event_id = Some(format!("c6ef3124-b53a-4b13-a233-{i:012x}").into());
             event.collector_tstamp += i as i64 * 8_640_000;
             event.derived_tstamp = event.derived_tstamp.map(|t| t + i as i64 * 8_640_000);
             let mut json = Vec::new();

@@ -50,7 +50,7 @@ fn user_agent(c: &mut Criterion) {
         b.iter(|| {
             for ua in UAS {
                 let mut event = EnrichedEvent {
-                    useragent: Some(ua.to_owned()),
+                    useragent: Some(ua.into()),
                     ..EnrichedEvent::default()
                 };
                 cached.apply(&mut event);
@@ -111,11 +111,11 @@ fn enrichments(c: &mut Criterion) {
                     .into_iter()
                     .collect();
                     let mut event = EnrichedEvent {
-                        event_id: Some(id.clone()),
-                        page_url: Some(url.to_owned()),
-                        page_referrer: Some(refr.to_owned()),
-                        useragent: Some(ua.to_owned()),
-                        user_ipaddress: Some("203.0.113.42".to_owned()),
+                        event_id: Some(id.as_str().into()),
+                        page_url: Some(url.into()),
+                        page_referrer: Some(refr.into()),
+                        useragent: Some(ua.into()),
+                        user_ipaddress: Some("203.0.113.42".into()),
                         ..EnrichedEvent::default()
                     };
                     std::hint::black_box(enrichments.apply(&mut event, &params));

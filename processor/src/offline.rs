@@ -1,6 +1,6 @@
 //! `plow-processor enrich`: access-log lines from a reader, good events and bad rows to writers.
 //!
-//! The loop around [`process_line_into`]: buffered line reading, output batched into large
+//! The loop around [`process_line_with`]: buffered line reading, output batched into large
 //! writes, counters. The processing time (`etl_tstamp`) is read from the given clock once per
 //! [`CLOCK_EVERY_LINES`] lines, so a fixed clock makes a run reproducible.
 
@@ -11,7 +11,7 @@ use plowline_collector::logformat::LogFormat;
 
 use crate::badrow::BadRowType;
 use crate::output::OutputFormat;
-use crate::pipeline::{process_line_into, Context, Enrich, LineOutcome};
+use crate::pipeline::{process_line_with, Context, Enrich};
 
 /// How often the clock is read, and progress reported.
 pub const CLOCK_EVERY_LINES: u64 = 4096;
@@ -141,7 +141,7 @@ pub fn enrich_stream(
     let mut line = Vec::with_capacity(4096);
     let mut good_buf = Vec::with_capacity(WRITE_BATCH_BYTES + 64 * 1024);
     let mut bad_buf = Vec::new();
-    let mut outcome = LineOutcome::default();
+    let mut bad_rows = Vec::new();
     let mut ctx = Context {
         format: options.log_format,
         max_line_bytes: options.max_line_bytes,
@@ -169,14 +169,13 @@ pub fn enrich_stream(
             ctx.etl_tstamp_ms = (options.clock)();
             progress(&counters);
         }
-        outcome.events.clear();
-        outcome.bad_rows.clear();
-        process_line_into(&line, &ctx, &mut outcome);
-        for event in &outcome.events {
+        bad_rows.clear();
+        // Each event is written as it comes: it borrows from `line`.
+        process_line_with(&line, &ctx, &mut bad_rows, |event| {
             options.output_format.write_line(event, &mut good_buf);
-        }
-        counters.events += outcome.events.len() as u64;
-        for row in &outcome.bad_rows {
+            counters.events += 1;
+        });
+        for row in &bad_rows {
             row.write_line(&mut bad_buf);
             *counters.bad_rows.entry(row.kind).or_default() += 1;
         }

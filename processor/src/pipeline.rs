@@ -105,8 +105,8 @@ impl fmt::Debug for Context<'_> {
 /// What one line became: good events and bad rows (together, at least one of them).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LineOutcome {
-    /// Enriched events, in the order of the hit.
-    pub events: Vec<EnrichedEvent>,
+    /// Enriched events, in the order of the hit, detached from the line.
+    pub events: Vec<EnrichedEvent<'static>>,
     /// Bad rows: one for the whole line, or one per failed event.
     pub bad_rows: Vec<BadRow>,
 }
@@ -180,17 +180,32 @@ pub fn process_line(line: &[u8], ctx: &Context<'_>) -> LineOutcome {
 
 /// [`process_line`], appending to `outcome` (so that a caller can reuse its buffers).
 pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutcome) {
+    let LineOutcome { events, bad_rows } = outcome;
+    process_line_with(line, ctx, bad_rows, |event| {
+        events.push(event.clone().into_owned());
+    });
+}
+
+/// [`process_line`] for callers that write events out as they come: each good event goes to
+/// `on_event` while the line is at hand (it borrows text from the line and its decoded
+/// parameters, so it lives no longer than the call), bad rows are appended to `bad_rows`.
+pub fn process_line_with(
+    line: &[u8],
+    ctx: &Context<'_>,
+    bad_rows: &mut Vec<BadRow>,
+    mut on_event: impl FnMut(&EnrichedEvent<'_>),
+) {
     let now = ctx.etl_tstamp_ms;
     if line.len() > ctx.max_line_bytes {
         let row = BadRow::size_violation(line, ctx.max_line_bytes, now);
-        outcome.bad_rows.push(row);
+        bad_rows.push(row);
         return;
     }
     let hit = match ctx.format.parse(line).and_then(|record| record.hit()) {
         Ok(hit) => hit,
         Err(error) => {
             let row = BadRow::format_violation(line, "nginx", &error.to_string(), now);
-            outcome.bad_rows.push(row);
+            bad_rows.push(row);
             return;
         }
     };
@@ -205,7 +220,7 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
             };
             let message = error.to_string();
             let row = BadRow::adapter_failure(line, &hit, version, (field, value, &message), now);
-            outcome.bad_rows.push(row);
+            bad_rows.push(row);
             return;
         }
     };
@@ -213,7 +228,7 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
         let message = "a payload_data document with at least one event";
         let body = hit.body.as_deref().unwrap_or_default();
         let row = BadRow::adapter_failure(line, &hit, "tp2", ("body", body, message), now);
-        outcome.bad_rows.push(row);
+        bad_rows.push(row);
         return;
     }
     let version = protocol.as_str();
@@ -223,13 +238,13 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
             Ok(raw) => {
                 let mut failures = fill_from_raw(&mut event, raw);
                 if event.event_id.is_none() {
-                    event.event_id = Some(derived_event_id(line, index));
+                    event.event_id = Some(Cow::Owned(derived_event_id(line, index)));
                 }
                 failures.extend(ctx.enrich.enrich(&mut event, params));
                 if failures.is_empty() {
-                    outcome.events.push(event);
+                    on_event(&event);
                 } else {
-                    outcome.bad_rows.push(BadRow::enrichment_failures(
+                    bad_rows.push(BadRow::enrichment_failures(
                         &hit, version, params, &failures, &event, now,
                     ));
                 }
@@ -237,12 +252,12 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
             Err(rejected) => {
                 let row = match rejected.class() {
                     ViolationClass::Schema => {
-                        event.event_id = Some(
+                        event.event_id = Some(Cow::Owned(
                             params
                                 .get("eid")
                                 .and_then(Uuid::parse)
                                 .map_or_else(|| derived_event_id(line, index), |u| u.to_string()),
-                        );
+                        ));
                         BadRow::schema_violations(
                             &hit,
                             version,
@@ -256,7 +271,7 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
                         BadRow::tracker_protocol(&hit, version, params, &rejected.violations, now)
                     }
                 };
-                outcome.bad_rows.push(row);
+                bad_rows.push(row);
             }
         }
     }
@@ -264,7 +279,7 @@ pub fn process_line_into(line: &[u8], ctx: &Context<'_>, outcome: &mut LineOutco
 
 /// The fields that come from the hit rather than the tracker: times, versions, and the
 /// collector's view of address, user agent, page and cookie (parameters override them later).
-fn from_hit(hit: &Hit<'_>, ctx: &Context<'_>) -> EnrichedEvent {
+fn from_hit<'h>(hit: &'h Hit<'_>, ctx: &Context<'_>) -> EnrichedEvent<'h> {
     EnrichedEvent {
         etl_tstamp: Some(ctx.etl_tstamp_ms),
         collector_tstamp: hit.collector_tstamp_ms,
@@ -280,14 +295,14 @@ fn from_hit(hit: &Hit<'_>, ctx: &Context<'_>) -> EnrichedEvent {
 
 /// The client's address as the collector saw it: the first public address in
 /// `X-Forwarded-For`, else `$remote_addr`.
-fn hit_ipaddress(hit: &Hit<'_>) -> Option<String> {
+fn hit_ipaddress<'h>(hit: &'h Hit<'_>) -> Option<Cow<'h, str>> {
     let forwarded = hit
         .x_forwarded_for
         .as_deref()
         .and_then(|xff| std::str::from_utf8(xff).ok())
         .and_then(first_public_address);
     forwarded
-        .map(str::to_owned)
+        .map(Cow::Borrowed)
         .or_else(|| hit.remote_addr.as_deref().and_then(nonempty_text))
 }
 
@@ -322,7 +337,7 @@ fn is_public(ip: IpAddr) -> bool {
 }
 
 /// The first-party cookie's id (`$uid_got`, else `$uid_set`) as a UUID.
-fn cookie_userid(hit: &Hit<'_>) -> Option<String> {
+fn cookie_userid(hit: &Hit<'_>) -> Option<Cow<'static, str>> {
     [hit.uid_got.as_deref(), hit.uid_set.as_deref()]
         .into_iter()
         .flatten()
@@ -330,15 +345,15 @@ fn cookie_userid(hit: &Hit<'_>) -> Option<String> {
         .map(|(_, uid)| uuid_string(&Uuid::from_bytes(uid.0)))
 }
 
-fn nonempty_text(bytes: &[u8]) -> Option<String> {
+fn nonempty_text(bytes: &[u8]) -> Option<Cow<'_, str>> {
     (!bytes.is_empty() && bytes != b"-").then(|| match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     })
 }
 
-fn text(value: Option<&str>) -> Option<String> {
-    value.map(str::to_owned)
+fn text(value: Option<&str>) -> Option<Cow<'_, str>> {
+    value.map(Cow::Borrowed)
 }
 
 fn int(value: Option<u32>) -> Option<i32> {
@@ -347,7 +362,7 @@ fn int(value: Option<u32>) -> Option<i32> {
 
 /// Fills the atomic fields from the decoded parameters and derives the rest (timestamps, URL
 /// components, event vendor/name). Returns failure messages (an unreadable page URL).
-fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String> {
+fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Vec<String> {
     let mut failures = Vec::new();
     let e = event;
     e.event = Some(Cow::Borrowed(raw.event.as_str()));
@@ -357,7 +372,7 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
     e.name_tracker = text(raw.name_tracker);
     e.v_tracker = text(raw.v_tracker);
     if let Some(cv) = raw.v_collector {
-        e.v_collector = Some(Cow::Owned(cv.to_owned()));
+        e.v_collector = Some(Cow::Borrowed(cv));
     }
     e.dvce_created_tstamp = raw.dvce_created_tstamp;
     e.dvce_sent_tstamp = raw.dvce_sent_tstamp;
@@ -375,17 +390,17 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
     e.domain_sessionid = raw.domain_sessionid.as_ref().map(uuid_string);
     e.domain_sessionidx = int(raw.domain_sessionidx);
     if let Some(nuid) = raw.network_userid_param() {
-        e.network_userid = Some(nuid.to_owned());
+        e.network_userid = Some(Cow::Borrowed(nuid));
     }
     e.user_fingerprint = text(raw.user_fingerprint);
     if let Some(ip) = raw.user_ipaddress {
-        e.user_ipaddress = Some(ip.to_owned());
+        e.user_ipaddress = Some(Cow::Borrowed(ip));
     }
     if let Some(ua) = raw.useragent {
-        e.useragent = Some(ua.to_owned());
+        e.useragent = Some(Cow::Borrowed(ua));
     }
     if let Some(url) = raw.page_url {
-        e.page_url = Some(url.to_owned());
+        e.page_url = Some(Cow::Borrowed(url));
     }
     e.page_referrer = text(raw.page_referrer);
     e.page_title = text(raw.page_title);
@@ -393,7 +408,7 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
     e.doc_charset = text(raw.doc_charset);
     e.br_colordepth = raw
         .br_colordepth
-        .map(|cd| itoa::Buffer::new().format(cd).to_owned());
+        .map(|cd| Cow::Owned(itoa::Buffer::new().format(cd).to_owned()));
     e.br_cookies = raw.br_cookies;
     if let Some(d) = raw.dvce_screen {
         (e.dvce_screenwidth, e.dvce_screenheight) = (int(Some(d.width)), int(Some(d.height)));
@@ -467,15 +482,15 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
     e.event_format = Some(format);
     e.event_version = Some(version);
 
-    if let Some(url) = e.page_url.as_deref() {
-        match parse_url(url) {
+    if let Some(url) = &e.page_url {
+        match UrlFields::of(url) {
             Some(parts) => {
-                e.page_urlscheme = Some(parts.scheme.to_owned());
-                e.page_urlhost = Some(parts.host.to_owned());
-                e.page_urlport = parts.port.map(i32::from);
-                e.page_urlpath = text(parts.path);
-                e.page_urlquery = text(parts.query);
-                e.page_urlfragment = text(parts.fragment);
+                e.page_urlscheme = Some(parts.scheme);
+                e.page_urlhost = Some(parts.host);
+                e.page_urlport = parts.port;
+                e.page_urlpath = parts.path;
+                e.page_urlquery = parts.query;
+                e.page_urlfragment = parts.fragment;
             }
             None => failures.push(format!(
                 "page_url {:?} is not a URL with a scheme and a host",
@@ -483,19 +498,51 @@ fn fill_from_raw(event: &mut EnrichedEvent, mut raw: RawEvent<'_>) -> Vec<String
             )),
         }
     }
-    if let Some(parts) = e.page_referrer.as_deref().and_then(parse_url) {
-        e.refr_urlscheme = Some(parts.scheme.to_owned());
-        e.refr_urlhost = Some(parts.host.to_owned());
-        e.refr_urlport = parts.port.map(i32::from);
-        e.refr_urlpath = text(parts.path);
-        e.refr_urlquery = text(parts.query);
-        e.refr_urlfragment = text(parts.fragment);
+    if let Some(parts) = e.page_referrer.as_ref().and_then(UrlFields::of) {
+        e.refr_urlscheme = Some(parts.scheme);
+        e.refr_urlhost = Some(parts.host);
+        e.refr_urlport = parts.port;
+        e.refr_urlpath = parts.path;
+        e.refr_urlquery = parts.query;
+        e.refr_urlfragment = parts.fragment;
     }
     failures
 }
 
+/// [`UrlParts`] as event fields: borrowed from the text the URL borrows from, else owned.
+struct UrlFields<'p> {
+    scheme: Cow<'p, str>,
+    host: Cow<'p, str>,
+    port: Option<i32>,
+    path: Option<Cow<'p, str>>,
+    query: Option<Cow<'p, str>>,
+    fragment: Option<Cow<'p, str>>,
+}
+
+impl<'p> UrlFields<'p> {
+    fn of(url: &Cow<'p, str>) -> Option<Self> {
+        match url {
+            Cow::Borrowed(url) => parse_url(url).map(|parts| Self::new(parts, Cow::Borrowed)),
+            Cow::Owned(url) => {
+                parse_url(url).map(|parts| Self::new(parts, |s: &str| Cow::Owned(s.to_owned())))
+            }
+        }
+    }
+
+    fn new<'u>(parts: UrlParts<'u>, text: impl Fn(&'u str) -> Cow<'p, str>) -> Self {
+        UrlFields {
+            scheme: text(parts.scheme),
+            host: text(parts.host),
+            port: parts.port.map(i32::from),
+            path: parts.path.map(&text),
+            query: parts.query.map(&text),
+            fragment: parts.fragment.map(&text),
+        }
+    }
+}
+
 /// The lower-case 8-4-4-4-12 form of a UUID (what its `Display` writes, without the formatter).
-fn uuid_string(uuid: &Uuid) -> String {
+fn uuid_string(uuid: &Uuid) -> Cow<'static, str> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     /// Where the two digits of each byte go in `8-4-4-4-12`.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
@@ -506,7 +553,7 @@ fn uuid_string(uuid: &Uuid) -> String {
         text[at + 1] = HEX[usize::from(byte & 0xf)];
     }
     // Hex digits and dashes are ASCII: always valid UTF-8.
-    std::str::from_utf8(&text).unwrap_or_default().to_owned()
+    Cow::Owned(std::str::from_utf8(&text).unwrap_or_default().to_owned())
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -546,7 +593,7 @@ pub fn derived_event_id(line: &[u8], index: usize) -> String {
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0f) | 0x50;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    uuid_string(&Uuid::from_bytes(bytes))
+    uuid_string(&Uuid::from_bytes(bytes)).into_owned()
 }
 
 /// The components of an absolute URL, as Snowplow's `page_url*` / `refr_url*` columns hold them.
@@ -579,33 +626,39 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
     {
         return None;
     }
-    // The first `#`, the first `?` before it and the first `/` before that, in one pass (URLs
-    // are short: cheaper than three searches).
-    let (mut slash, mut question, mut hash) = (None, None, None);
-    for (i, b) in rest.bytes().enumerate() {
-        match b {
-            b'/' if slash.is_none() && question.is_none() => slash = Some(i),
-            b'?' if question.is_none() => question = Some(i),
-            b'#' => {
-                hash = Some(i);
-                break;
+    // The authority ends at the first `/`, `?` or `#`, the path at the next `?` or `#` (both
+    // short: a plain scan); only the query, often the longest part, is searched for its `#`.
+    let bytes = rest.as_bytes();
+    let authority_end = bytes
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(bytes.len());
+    let path_end = bytes[authority_end..]
+        .iter()
+        .position(|&b| matches!(b, b'?' | b'#'))
+        .map_or(bytes.len(), |i| authority_end + i);
+    let (query, fragment) = match bytes.get(path_end) {
+        Some(b'?') => {
+            let after = &rest[path_end + 1..];
+            match memchr::memchr(b'#', after.as_bytes()) {
+                Some(i) => (Some(&after[..i]), Some(&after[i + 1..])),
+                None => (Some(after), None),
             }
-            _ => {}
         }
-    }
-    let fragment = hash.map(|i| &rest[i + 1..]);
-    let path_end = question.or(hash).unwrap_or(rest.len());
-    let query = question.map(|i| &rest[i + 1..hash.unwrap_or(rest.len())]);
-    let authority_end = slash.unwrap_or(path_end);
+        Some(_) => (None, Some(&rest[path_end + 1..])),
+        None => (None, None),
+    };
     let (authority, path) = (&rest[..authority_end], &rest[authority_end..path_end]);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    // Byte scans rather than `rsplit_once`: an authority is a few bytes.
+    let last = |text: &str, byte: u8| text.bytes().rposition(|b| b == byte);
+    let host_port = last(authority, b'@').map_or(authority, |at| &authority[at + 1..]);
     let (host, port) = if host_port.starts_with('[') {
         let close = host_port.find(']')?;
         let (host, after) = host_port.split_at(close + 1);
         (host, after.strip_prefix(':'))
     } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        match last(host_port, b':') {
+            Some(colon) => (&host_port[..colon], Some(&host_port[colon + 1..])),
             None => (host_port, None),
         }
     };
@@ -684,7 +737,7 @@ mod tests {
         run_with(line, &NoEnrichments)
     }
 
-    fn one(line: &[u8]) -> EnrichedEvent {
+    fn one(line: &[u8]) -> EnrichedEvent<'static> {
         let mut outcome = run(line);
         assert!(outcome.bad_rows.is_empty(), "{:?}", outcome.bad_rows);
         assert_eq!(outcome.events.len(), 1);
@@ -1031,8 +1084,8 @@ mod tests {
         assert_eq!(outcome.events.len(), 2);
         assert_eq!(outcome.bad_rows.len(), 1);
         let ids: Vec<_> = outcome.events.iter().map(|e| e.event_id.clone()).collect();
-        assert_eq!(ids[0], Some(derived_event_id(&hit, 0)));
-        assert_eq!(ids[1], Some(derived_event_id(&hit, 2)));
+        assert_eq!(ids[0], Some(derived_event_id(&hit, 0).into()));
+        assert_eq!(ids[1], Some(derived_event_id(&hit, 2).into()));
         let row = outcome.bad_rows[0].to_value();
         assert_eq!(row["data"]["failure"]["version"], "tp2");
     }
@@ -1112,7 +1165,7 @@ mod tests {
     fn enrichments_run_after_the_atomic_fields_and_their_failures_are_bad_rows() {
         let tag = |event: &mut EnrichedEvent, params: &Params<'_>| {
             assert!(event.event_id.is_some(), "filled before enrichments");
-            event.etl_tags = params.get("aid").map(str::to_owned);
+            event.etl_tags = params.get("aid").map(|aid| Cow::Owned(aid.to_owned()));
             Vec::new()
         };
         let outcome = run_with(&get("e=pv&p=web&aid=a1", &[]), &tag);

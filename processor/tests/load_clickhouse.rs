@@ -196,7 +196,7 @@ fn corpus(n: usize) -> (Vec<String>, BTreeSet<String>) {
         let mut buf = Vec::new();
         write_json_event(&event, &mut buf);
         lines.push(String::from_utf8(buf).unwrap());
-        eids.insert(event.event_id.unwrap());
+        eids.insert(event.event_id.unwrap().into_owned());
     }
     (lines, eids)
 }

@@ -15,7 +15,7 @@ use plowline_processor::EnrichedEvent;
 use serde_json::Value;
 
 /// The enriched events of every golden line.
-fn golden_events() -> Vec<EnrichedEvent> {
+fn golden_events() -> Vec<EnrichedEvent<'static>> {
     let format = LogFormat::canonical();
     let ctx = Context {
         format: &format,
@@ -51,7 +51,7 @@ fn documents(test: u32, n: usize) -> Vec<(String, Vec<u8>)> {
         .map(|i| {
             let mut event = golden[i % golden.len()].clone();
             let id = eid(test, i);
-            event.event_id = Some(id.clone());
+            event.event_id = Some(id.clone().into());
             let mut json = Vec::new();
             write_json_event(&event, &mut json);
             (id, json)

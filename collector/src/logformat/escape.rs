@@ -351,34 +351,37 @@ pub(crate) fn unescape(field: &[u8], escape: Escape) -> Cow<'_, [u8]> {
 
 /// [`unescape`] for `escape=default`, from the first backslash at `field[at]`: one pass over the
 /// bytes, into a buffer that never grows (a field with escapes at all is dense with them: nginx
-/// writes every `"` of a JSON request body as `\x22`). The text between escapes is copied eight
-/// bytes at a time: a word is stored whole and the write position advanced only to its first
-/// backslash, which the next word's store overwrites.
+/// writes every `"` of a JSON request body as `\x22`, and a JSON string inside it has runs of
+/// escapes, `\x5C\x22`). At a backslash the escape is decoded at once; the text up to the next
+/// one is copied eight bytes at a time: a word is stored whole and the write position advanced
+/// only to its first backslash, which the next store overwrites.
 fn unescape_default(field: &[u8], at: usize) -> Vec<u8> {
     let mut out = vec![0; field.len()];
     out[..at].copy_from_slice(&field[..at]);
     let (mut read, mut len) = (at, at);
-    loop {
-        if let Some(word) = field
+    while let Some(&b) = field.get(read) {
+        if b == b'\\' {
+            let (byte, step) = default_byte(field, read).map_or((b'\\', 1), |decoded| (decoded, 4));
+            out[len] = byte;
+            (read, len) = (read + step, len + 1);
+            continue;
+        }
+        match field
             .get(read..read + 8)
             .and_then(|w| <[u8; 8]>::try_from(w).ok())
         {
-            // `len` never passes `read`, so the eight bytes fit in `out` as they do in `field`.
-            out[len..len + 8].copy_from_slice(&word);
-            let run = swar::first(swar::equal(u64::from_le_bytes(word), b'\\'));
-            (read, len) = (read + run, len + run);
-            if run == word.len() {
-                continue;
+            // `len` never passes `read`, so the eight bytes fit in `out` as they do in `field`;
+            // the first byte is no backslash, so the run is at least one byte.
+            Some(word) => {
+                out[len..len + 8].copy_from_slice(&word);
+                let run = swar::first(swar::equal(u64::from_le_bytes(word), b'\\'));
+                (read, len) = (read + run, len + run);
+            }
+            None => {
+                out[len] = b;
+                (read, len) = (read + 1, len + 1);
             }
         }
-        let Some(&b) = field.get(read) else { break };
-        let (byte, step) = match b {
-            b'\\' => default_byte(field, read).map_or((b'\\', 1), |decoded| (decoded, 4)),
-            b => (b, 1),
-        };
-        out[len] = byte;
-        len += 1;
-        read += step;
     }
     out.truncate(len);
     out

@@ -10,6 +10,7 @@
 //!
 //! It runs after every enrichment that needs the real address (geo).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -90,7 +91,7 @@ impl AnonymizeIp {
     pub fn apply(&self, event: &mut EnrichedEvent) {
         if let Some(address) = &event.user_ipaddress {
             if let Some(masked) = self.mask(address) {
-                event.user_ipaddress = Some(masked);
+                event.user_ipaddress = Some(Cow::Owned(masked));
             }
         }
     }

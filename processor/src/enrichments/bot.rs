@@ -192,7 +192,7 @@ impl Bot {
 }
 
 /// The user agent of `event`, unless absent or blank.
-fn user_agent(event: &EnrichedEvent) -> Option<&str> {
+fn user_agent<'e>(event: &'e EnrichedEvent<'_>) -> Option<&'e str> {
     event
         .useragent
         .as_deref()
@@ -231,7 +231,7 @@ mod tests {
 
     fn flag(bot: &Bot, ua: Option<&str>, by_uap: bool) -> Option<serde_json::Value> {
         let mut event = EnrichedEvent {
-            useragent: ua.map(str::to_owned),
+            useragent: ua.map(Into::into),
             ..EnrichedEvent::default()
         };
         bot.apply(&mut event, by_uap);

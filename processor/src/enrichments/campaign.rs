@@ -6,6 +6,7 @@
 //! default `gclid`, `msclkid`, `dclid`) sets `mkt_clickid` to its value and `mkt_network` to the
 //! network configured for it (`Google`, `Microsoft`, `DoubleClick`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use plowline_collector::tracker::{parse_query, Params};
@@ -126,7 +127,7 @@ impl Campaign {
         ];
         for (keys, field) in fields {
             if let Some(value) = first_value(&params, keys) {
-                *field = Some(value.to_owned());
+                *field = Some(Cow::Owned(value.to_owned()));
             }
         }
         let click = params.iter().find_map(|param| {
@@ -134,8 +135,8 @@ impl Campaign {
             (!param.value.is_empty()).then_some((network, &param.value))
         });
         if let Some((network, value)) = click {
-            event.mkt_clickid = Some(value.to_string());
-            event.mkt_network = Some(network.clone());
+            event.mkt_clickid = Some(Cow::Owned(value.to_string()));
+            event.mkt_network = Some(Cow::Owned(network.clone()));
         }
     }
 }
@@ -151,9 +152,9 @@ fn first_value<'p>(params: &'p Params<'_>, keys: &[String]) -> Option<&'p str> {
 mod tests {
     use super::*;
 
-    fn run(config: &CampaignConfig, url: &str) -> EnrichedEvent {
+    fn run(config: &CampaignConfig, url: &str) -> EnrichedEvent<'static> {
         let mut event = EnrichedEvent {
-            page_url: Some(url.to_owned()),
+            page_url: Some(Cow::Owned(url.to_owned())),
             ..EnrichedEvent::default()
         };
         Campaign::new(config).apply(&mut event);

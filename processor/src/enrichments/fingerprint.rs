@@ -19,6 +19,7 @@
 //! redelivered event stays identical to its first delivery in the idempotent sinks. The window is
 //! per process and best-effort: it rebuilds itself after a restart.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -150,7 +151,7 @@ impl Fingerprint {
                 }
             }
         }
-        event.event_fingerprint = Some(hex);
+        event.event_fingerprint = Some(Cow::Owned(hex));
     }
 }
 
@@ -204,9 +205,9 @@ mod tests {
         pairs.iter().map(|&(k, v)| Param::new(k, v)).collect()
     }
 
-    fn event(id: &str) -> EnrichedEvent {
+    fn event(id: &str) -> EnrichedEvent<'_> {
         EnrichedEvent {
-            event_id: Some(id.to_owned()),
+            event_id: Some(id.into()),
             ..EnrichedEvent::default()
         }
     }

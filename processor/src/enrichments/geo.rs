@@ -12,6 +12,7 @@
 //! as IPv4. A record that cannot be decoded is an enrichment failure. Runs before
 //! `anonymize_ip`, which needs it to see the real address.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -164,10 +165,10 @@ impl Geo {
                     Ok(Some(isp)) => {
                         let asn_org = isp.autonomous_system_organization;
                         if let Some(name) = isp.isp.or(asn_org) {
-                            event.ip_isp = Some(name.to_owned());
+                            event.ip_isp = Some(Cow::Owned(name.to_owned()));
                         }
                         if let Some(name) = isp.organization.or(asn_org) {
-                            event.ip_organization = Some(name.to_owned());
+                            event.ip_organization = Some(Cow::Owned(name.to_owned()));
                         }
                     }
                     Ok(None) => {}
@@ -183,25 +184,25 @@ fn fill_city(event: &mut EnrichedEvent, city: &geoip2::City<'_>) {
         names
             .as_ref()
             .and_then(|names| names.get("en"))
-            .map(|name| (*name).to_owned())
+            .map(|name| Cow::Owned((*name).to_owned()))
     };
     if let Some(code) = city.country.as_ref().and_then(|c| c.iso_code) {
-        event.geo_country = Some(code.to_owned());
+        event.geo_country = Some(Cow::Owned(code.to_owned()));
     }
     if let Some(region) = city.subdivisions.as_ref().and_then(|s| s.first()) {
-        event.geo_region = region.iso_code.map(str::to_owned);
+        event.geo_region = region.iso_code.map(|code| Cow::Owned(code.to_owned()));
         event.geo_region_name = english(&region.names);
     }
     if let Some(name) = city.city.as_ref().and_then(|c| english(&c.names)) {
         event.geo_city = Some(name);
     }
     if let Some(code) = city.postal.as_ref().and_then(|p| p.code) {
-        event.geo_zipcode = Some(code.to_owned());
+        event.geo_zipcode = Some(Cow::Owned(code.to_owned()));
     }
     if let Some(location) = &city.location {
         event.geo_latitude = location.latitude;
         event.geo_longitude = location.longitude;
-        event.geo_timezone = location.time_zone.map(str::to_owned);
+        event.geo_timezone = location.time_zone.map(|tz| Cow::Owned(tz.to_owned()));
     }
 }
 

@@ -5,6 +5,8 @@
 //! without the salt the digest cannot be reversed by hashing candidate values. It runs last, after
 //! every enrichment that reads the real values (geo, fingerprint).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -83,7 +85,7 @@ const FIELDS: [(&str, Field); 9] = [
 ];
 
 impl Field {
-    fn of(event: &mut EnrichedEvent, field: Field) -> &mut Option<String> {
+    fn of<'e, 'a>(event: &'e mut EnrichedEvent<'a>, field: Field) -> &'e mut Option<Cow<'a, str>> {
         match field {
             Field::UserId => &mut event.user_id,
             Field::UserIpaddress => &mut event.user_ipaddress,
@@ -156,7 +158,7 @@ impl Pseudonymize {
         for &field in &self.fields {
             let slot = Field::of(event, field);
             if let Some(value) = slot.as_deref() {
-                *slot = Some(self.digest(value));
+                *slot = Some(Cow::Owned(self.digest(value)));
             }
         }
     }

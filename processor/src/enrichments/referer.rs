@@ -15,6 +15,7 @@
 //! - `unknown` (no source) for any other referer with a host. A `page_referrer` that is not an
 //!   absolute URL leaves the three fields alone.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -248,9 +249,9 @@ impl Referer {
         } else {
             ("unknown".to_owned(), None, None)
         };
-        event.refr_medium = Some(medium);
-        event.refr_source = source;
-        event.refr_term = term;
+        event.refr_medium = Some(Cow::Owned(medium));
+        event.refr_source = source.map(Cow::Owned);
+        event.refr_term = term.map(Cow::Owned);
     }
 
     /// The source for a lower-case host and the referer's path.
@@ -313,12 +314,17 @@ mod tests {
         refr: &str,
     ) -> (Option<String>, Option<String>, Option<String>) {
         let mut event = EnrichedEvent {
-            page_url: Some(page.to_owned()),
-            page_referrer: Some(refr.to_owned()),
+            page_url: Some(page.into()),
+            page_referrer: Some(refr.into()),
             ..EnrichedEvent::default()
         };
         referer.apply(&mut event);
-        (event.refr_medium, event.refr_source, event.refr_term)
+        let owned = |text: Option<Cow<'_, str>>| text.map(Cow::into_owned);
+        (
+            owned(event.refr_medium),
+            owned(event.refr_source),
+            owned(event.refr_term),
+        )
     }
 
     fn triple(

@@ -124,7 +124,7 @@ fn invalid_values_fail_at_new() {
     assert!(error.contains("[enrichments.pseudonymize] salt"), "{error}");
 }
 
-fn hit() -> (EnrichedEvent, Params<'static>) {
+fn hit() -> (EnrichedEvent<'static>, Params<'static>) {
     let params: Params<'static> = [
         ("e", "pv"),
         ("eid", "c6ef3124-b53a-4b13-a233-0088f79dcbcb"),
@@ -162,7 +162,7 @@ fn defaults_enrich_a_page_view() {
     assert_eq!(event.refr_term.as_deref(), Some("boots"));
     assert_eq!(event.mkt_source.as_deref(), Some("news"));
     assert_eq!(event.mkt_network.as_deref(), Some("Google"));
-    assert_eq!(event.event_fingerprint.as_ref().map(String::len), Some(64));
+    assert_eq!(event.event_fingerprint.as_deref().map(str::len), Some(64));
     assert_eq!(event.user_ipaddress.as_deref(), Some("203.0.113.42"));
     assert_eq!(event.user_id.as_deref(), Some("alice"));
     let schemas: Vec<String> = event
@@ -204,8 +204,11 @@ fn anonymize_then_pseudonymize_last() {
         plain.event_fingerprint
     };
     enrichments.apply(&mut event, &params);
-    assert_eq!(event.user_ipaddress, Some(hasher.digest("203.0.113.x")));
-    assert_eq!(event.user_id, Some(hasher.digest("alice")));
+    assert_eq!(
+        event.user_ipaddress,
+        Some(hasher.digest("203.0.113.x").into())
+    );
+    assert_eq!(event.user_id, Some(hasher.digest("alice").into()));
     // The fingerprint is over the raw parameters, whatever the later steps do.
     assert_eq!(event.event_fingerprint, plain_fingerprint);
 }
@@ -303,10 +306,10 @@ mod properties {
             };
             let enrichments = enrichments_for(&config);
             let mut event = EnrichedEvent {
-                page_url: Some(url),
-                page_referrer: Some(refr),
-                useragent: Some(ua),
-                user_ipaddress: Some(ip),
+                page_url: Some(url.into()),
+                page_referrer: Some(refr.into()),
+                useragent: Some(ua.into()),
+                user_ipaddress: Some(ip.into()),
                 ..EnrichedEvent::default()
             };
             let params: Params<'_> = params

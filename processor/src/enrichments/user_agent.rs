@@ -366,15 +366,16 @@ impl UserAgent {
             .as_deref()
             .filter(|ua| !ua.trim().is_empty())?;
         let info = self.lookup(ua);
-        event.br_family = Some(info.user_agent.family.clone());
-        event.br_name = Some(info.br_name.clone());
-        event.br_version.clone_from(&info.br_version);
-        event.br_type = Some(info.br_type.to_owned());
-        event.br_renderengine = info.br_renderengine.map(str::to_owned);
-        event.os_family = Some(info.os.family.clone());
-        event.os_name = Some(info.os_name.clone());
-        event.os_manufacturer = info.os_manufacturer.map(str::to_owned);
-        event.dvce_type = Some(info.dvce_type.to_owned());
+        let owned = |text: &str| Some(Cow::Owned(text.to_owned()));
+        event.br_family = owned(&info.user_agent.family);
+        event.br_name = owned(&info.br_name);
+        event.br_version = info.br_version.as_deref().and_then(owned);
+        event.br_type = owned(info.br_type);
+        event.br_renderengine = info.br_renderengine.and_then(owned);
+        event.os_family = owned(&info.os.family);
+        event.os_name = owned(&info.os_name);
+        event.os_manufacturer = info.os_manufacturer.and_then(owned);
+        event.dvce_type = owned(info.dvce_type);
         event.dvce_ismobile = Some(info.dvce_ismobile);
         event.derived_contexts.push(SelfDescribing {
             schema: self.schema.clone(),

@@ -12,15 +12,20 @@ use std::sync::Arc;
 
 use plowline_collector::tracker::{SchemaKey, SelfDescribing};
 
+use super::DateTimes;
 use crate::event::FieldVisitor;
 use crate::EnrichedEvent;
 
 /// Appends `event` as one JSON object (no line break) to `out`.
 pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
     out.push(b'{');
-    let mut writer = Atomic { out, first: true };
+    let mut writer = Atomic {
+        out,
+        first: true,
+        dates: DateTimes::default(),
+    };
     event.visit(&mut writer);
-    let Atomic { out, mut first } = writer;
+    let Atomic { out, mut first, .. } = writer;
     if let (Some(lat), Some(lon)) = (event.geo_latitude, event.geo_longitude) {
         key(out, &mut first, "geo_location");
         out.push(b'"');
@@ -178,6 +183,7 @@ fn snake_case(name: &str, out: &mut Vec<u8>) {
 struct Atomic<'o> {
     out: &'o mut Vec<u8>,
     first: bool,
+    dates: DateTimes,
 }
 
 /// Appends `"name":`, after a comma unless it is the first member.
@@ -240,8 +246,8 @@ impl FieldVisitor for Atomic<'_> {
         if let Some(value) = value {
             key(self.out, &mut self.first, name);
             self.out.push(b'"');
-            write_iso8601(value, self.out);
-            self.out.push(b'"');
+            self.dates.write(value, b'T', self.out);
+            self.out.extend_from_slice(b"Z\"");
         }
     }
 

@@ -31,22 +31,6 @@ impl OutputFormat {
     }
 }
 
-/// The civil date and time of `ms` since the Unix epoch (UTC):
-/// `(year, month, day, hour, minute, second, millisecond)`.
-pub(crate) fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
-    let in_day = ms.rem_euclid(86_400_000) as u32;
-    (
-        year,
-        month,
-        day,
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
-    )
-}
-
 /// `TWO_DIGITS[n]`: `n` (below 100) as two decimal digits.
 const TWO_DIGITS: [[u8; 2]; 100] = {
     let mut table = [[0; 2]; 100];
@@ -58,9 +42,62 @@ const TWO_DIGITS: [[u8; 2]; 100] = {
     table
 };
 
+/// Writes timestamps as [`write_datetime`] does, remembering the date of the last one: the
+/// timestamps of an event (collector, device, derived, processing time) mostly fall on one day,
+/// whose date is then formatted once.
+#[derive(Debug, Default)]
+pub(crate) struct DateTimes {
+    /// The day since the epoch that `date` is, when its year has four digits.
+    day: Option<i64>,
+    /// `YYYY-MM-DD`.
+    date: [u8; 10],
+}
+
+impl DateTimes {
+    /// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm`.
+    pub(crate) fn write(&mut self, ms: i64, sep: u8, out: &mut Vec<u8>) {
+        let day = ms.div_euclid(86_400_000);
+        if self.day != Some(day) {
+            let (year, month, day_of_month) = civil_from_days(day);
+            let Some(year) = u32::try_from(year).ok().filter(|year| *year <= 9999) else {
+                return write_datetime(ms, sep, out);
+            };
+            for (at, value) in [
+                (0, year / 100),
+                (2, year % 100),
+                (5, month),
+                (8, day_of_month),
+            ] {
+                self.date[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
+            }
+            self.date[4] = b'-';
+            self.date[7] = b'-';
+            self.day = Some(day);
+        }
+        let mut text = *b"0000-00-00 00:00:00.000";
+        text[..10].copy_from_slice(&self.date);
+        text[10] = sep;
+        write_time_of_day(ms.rem_euclid(86_400_000) as u32, &mut text);
+        out.extend_from_slice(&text);
+    }
+}
+
+/// Fills `HH:MM:SS.mmm` of `YYYY-MM-DD HH:MM:SS.mmm` with the time `ms` after midnight.
+fn write_time_of_day(ms: u32, text: &mut [u8; 23]) {
+    for (at, value) in [
+        (11, ms / 3_600_000),
+        (14, ms / 60_000 % 60),
+        (17, ms / 1000 % 60),
+        (21, ms % 100),
+    ] {
+        text[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
+    }
+    text[20] = b'0' + (ms % 1000 / 100) as u8;
+}
+
 /// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm` (a year outside 0–9999 written as it is).
 pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
-    let (year, month, day, hour, minute, second, milli) = civil(ms);
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
     // Formatted in a fixed buffer, two digits at a time, and appended at once.
     let mut text = *b"0000-00-00 00:00:00.000";
     text[10] = sep;
@@ -71,14 +108,10 @@ pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
         (2, year_digits % 100),
         (5, month),
         (8, day),
-        (11, hour),
-        (14, minute),
-        (17, second),
-        (21, milli % 100),
     ] {
         text[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
     }
-    text[20] = b'0' + (milli / 100) as u8;
+    write_time_of_day(ms.rem_euclid(86_400_000) as u32, &mut text);
     if four_digit_year.is_some() {
         out.extend_from_slice(&text);
     } else {
@@ -106,5 +139,25 @@ mod tests {
         assert_eq!(datetime(-1), "1969-12-31 23:59:59.999");
         assert_eq!(datetime(253_402_300_800_000), "10000-01-01 00:00:00.000");
         assert_eq!(datetime(-62_167_219_200_001), "-1-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn remembered_dates_write_what_write_datetime_writes() {
+        let mut dates = DateTimes::default();
+        for ms in [
+            1_700_000_000_123,
+            1_700_000_000_999,
+            1_700_006_400_000,
+            1_699_999_999_999,
+            0,
+            -1,
+            253_402_300_800_000,
+            1_700_000_000_123,
+        ] {
+            let (mut remembered, mut fresh) = (Vec::new(), Vec::new());
+            dates.write(ms, b'T', &mut remembered);
+            write_datetime(ms, b'T', &mut fresh);
+            assert_eq!(remembered, fresh, "{ms}");
+        }
     }
 }

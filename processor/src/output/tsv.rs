@@ -6,6 +6,7 @@
 use plowline_collector::tracker::SelfDescribing;
 
 use super::json::{write_f64, write_self_describing};
+use super::DateTimes;
 use crate::event::FieldVisitor;
 use crate::EnrichedEvent;
 
@@ -17,12 +18,17 @@ pub const UNSTRUCT_SCHEMA: &str =
 
 /// Appends `event` as one TSV row (no line break) to `out`.
 pub fn write_tsv_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
-    event.visit(&mut Row { out, first: true });
+    event.visit(&mut Row {
+        out,
+        first: true,
+        dates: DateTimes::default(),
+    });
 }
 
 struct Row<'o> {
     out: &'o mut Vec<u8>,
     first: bool,
+    dates: DateTimes,
 }
 
 impl Row<'_> {
@@ -102,7 +108,7 @@ impl FieldVisitor for Row<'_> {
     fn tstamp(&mut self, _: &'static str, value: Option<i64>) {
         self.sep();
         if let Some(value) = value {
-            super::write_datetime(value, b' ', self.out);
+            self.dates.write(value, b' ', self.out);
         }
     }
 

@@ -1,7 +1,7 @@
 //! `plow-processor run`: the streaming mode, Kafka in, Kafka out, at least once.
 //!
 //! One consumer (in a consumer group) reads access-log lines from `kafka.input_topic`; each
-//! message's value goes through the pure [`process_line_into`]; its good events are produced to
+//! message's value goes through the pure [`process_line_with`]; its good events are produced to
 //! `kafka.good_topic` (key: [`EnrichedEvent::partition_key`], else none) and its bad rows to
 //! `kafka.bad_topic` (producer: `acks=all`, idempotence, lz4).
 //!
@@ -47,7 +47,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
 use crate::config::ValidatedConfig;
-use crate::pipeline::{process_line_into, Context, LineOutcome};
+use crate::pipeline::{process_line_with, Context};
 use crate::EnrichedEvent;
 pub use metrics::Metrics;
 pub use offsets::{OffsetTracker, Ticket};
@@ -335,7 +335,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let good_topic: Arc<str> = Arc::from(kafka.good_topic.as_str());
     let bad_topic: Arc<str> = Arc::from(kafka.bad_topic.as_str());
-    let mut outcome = LineOutcome::default();
+    let mut bad_rows = Vec::new();
     let mut buf = Vec::with_capacity(4096);
 
     tokio::pin!(shutdown);
@@ -372,26 +372,25 @@ pub async fn run(
             etl_tstamp_ms: now_ms(),
             enrich: &config.enrichments,
         };
-        outcome.events.clear();
-        outcome.bad_rows.clear();
-        process_line_into(line, &ctx, &mut outcome);
-        drop(message);
-
-        let mut records = Vec::with_capacity(outcome.events.len() + outcome.bad_rows.len());
-        for event in &outcome.events {
+        bad_rows.clear();
+        // Good events are encoded as they come: they borrow from the message.
+        let mut records = Vec::new();
+        let mut events = 0;
+        process_line_with(line, &ctx, &mut bad_rows, |event| {
             buf.clear();
             config.output_format.write_line(event, &mut buf);
             records.push(record(&good_topic, key(event), &buf));
-        }
-        for row in &outcome.bad_rows {
+            events += 1;
+        });
+        drop(message);
+
+        for row in &bad_rows {
             buf.clear();
             row.write_line(&mut buf);
             records.push(record(&bad_topic, None, &buf));
             metrics.bad_row(row.kind);
         }
-        metrics
-            .events
-            .fetch_add(outcome.events.len() as u64, Ordering::Relaxed);
+        metrics.events.fetch_add(events, Ordering::Relaxed);
 
         // Enqueue in consumption order (so outputs keep the input's order), then wait for the
         // acknowledgements in a task of its own.

@@ -93,9 +93,9 @@ fn geo(
     geo
 }
 
-fn lookup(geo: &Geo, address: &str) -> (EnrichedEvent, Vec<String>) {
+fn lookup(geo: &Geo, address: &str) -> (EnrichedEvent<'static>, Vec<String>) {
     let mut event = EnrichedEvent {
-        user_ipaddress: Some(address.to_owned()),
+        user_ipaddress: Some(address.to_owned().into()),
         ..EnrichedEvent::default()
     };
     let mut failures = Vec::new();

@@ -92,7 +92,7 @@ fn googlebot_is_a_spider() {
     assert_eq!(info.device.family, "Spider");
     assert_eq!(info.br_type, "Robot");
     let mut event = EnrichedEvent {
-        useragent: Some(GOOGLEBOT.to_owned()),
+        useragent: Some(GOOGLEBOT.into()),
         ..EnrichedEvent::default()
     };
     assert!(built_in().apply(&mut event));
@@ -129,7 +129,7 @@ fn garbage_is_other_and_never_panics() {
 #[test]
 fn apply_fills_the_event_and_the_context() {
     let mut event = EnrichedEvent {
-        useragent: Some(CHROME_WINDOWS.to_owned()),
+        useragent: Some(CHROME_WINDOWS.into()),
         ..EnrichedEvent::default()
     };
     assert!(!built_in().apply(&mut event));
@@ -150,7 +150,7 @@ fn apply_fills_the_event_and_the_context() {
     // No user agent, or a blank one: nothing.
     for useragent in [None, Some(""), Some("  ")] {
         let mut event = EnrichedEvent {
-            useragent: useragent.map(str::to_owned),
+            useragent: useragent.map(Into::into),
             ..EnrichedEvent::default()
         };
         let before = event.clone();
