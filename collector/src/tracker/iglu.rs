@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::json_text::{Canonicalizer, JsonText};
 
 /// Snowplow's own Iglu vendor.
-const SNOWPLOW: &str = "com.snowplowanalytics.snowplow";
+pub(crate) const SNOWPLOW: &str = "com.snowplowanalytics.snowplow";
 
 /// The type of a JSON value, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -493,7 +493,7 @@ impl<'t> Canonicalizer<'t> {
 
 /// [`SchemaKey::parse`], remembering the last few keys read on this thread: the entities of an
 /// event, and of the next ones, come from a handful of schemas, which then share one key each.
-fn recent_schema_key(uri: &str) -> Option<Arc<SchemaKey>> {
+pub(crate) fn recent_schema_key(uri: &str) -> Option<Arc<SchemaKey>> {
     const REMEMBERED: usize = 8;
     thread_local! {
         static RECENT: RefCell<VecDeque<(Box<str>, Arc<SchemaKey>)>> =
