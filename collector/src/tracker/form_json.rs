@@ -354,6 +354,26 @@ impl<'q> FormJson<'q> {
         Some(key)
     }
 
+    /// The key of a member of a self-describing object (after whitespace): `schema` or `data`,
+    /// recognized in the encoding trackers use before it is decoded.
+    fn member(&mut self) -> Option<Member> {
+        const ENCODED: [(&[u8], Member); 2] = [
+            (b"%22schema%22", Member::Schema),
+            (b"%22data%22", Member::Data),
+        ];
+        self.token()?;
+        let rest = &self.raw[self.pos..];
+        if let Some(&(encoded, member)) = ENCODED.iter().find(|(e, _)| rest.starts_with(e)) {
+            self.pos += encoded.len();
+            return Some(member);
+        }
+        match self.scratch_string()? {
+            "schema" => Some(Member::Schema),
+            "data" => Some(Member::Data),
+            _ => None,
+        }
+    }
+
     /// A `{"schema":…,"data":…}` object with exactly these two keys, in either order: the
     /// schema's key, checked by `schema`, and `data` read by `data`.
     fn schema_and<T>(
@@ -365,14 +385,14 @@ impl<'q> FormJson<'q> {
         let (mut schema, mut data) = (Some(schema), Some(data));
         let (mut schema_read, mut data_read) = (None, None);
         loop {
-            match self.scratch_string()? {
-                "schema" if schema_read.is_none() => {
+            match self.member()? {
+                Member::Schema if schema_read.is_none() => {
                     self.expect(b':')?;
                     let key = self.schema_key()?;
                     schema.take()?(&key).then_some(())?;
                     schema_read = Some(key);
                 }
-                "data" if data_read.is_none() => {
+                Member::Data if data_read.is_none() => {
                     self.expect(b':')?;
                     data_read = Some(data.take()?(self)?);
                 }
@@ -400,6 +420,13 @@ impl<'q> FormJson<'q> {
         let (schema, data) = self.schema_and(|_| true, |reader| reader.json_text())?;
         Some(SelfDescribing { schema, data })
     }
+}
+
+/// The members of a self-describing object.
+#[derive(Clone, Copy)]
+enum Member {
+    Schema,
+    Data,
 }
 
 /// Encoded schema strings read lately, each with its key, the latest first.
