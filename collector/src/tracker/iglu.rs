@@ -463,7 +463,15 @@ impl<'t> Canonicalizer<'t> {
         let mut data = Some(data);
         let (mut schema, mut value) = (None, None);
         loop {
-            match self.plain_string()? {
+            // The keys as trackers write them are recognized without reading them as strings.
+            let key = if self.skip(r#""schema""#) {
+                "schema"
+            } else if self.skip(r#""data""#) {
+                "data"
+            } else {
+                self.plain_string()?
+            };
+            match key {
                 "schema" if schema.is_none() => {
                     self.expect(b':')?;
                     schema = Some(self.plain_string()?);

@@ -123,6 +123,16 @@ impl<'t> Canonicalizer<'t> {
         (self.peek_token()? == byte).then(|| self.pos += 1)
     }
 
+    /// Consumes `literal` (after whitespace) if the text goes on with it.
+    pub(crate) fn skip(&mut self, literal: &str) -> bool {
+        self.peek_token();
+        let found = self.text[self.pos..].starts_with(literal);
+        if found {
+            self.pos += literal.len();
+        }
+        found
+    }
+
     /// Whether only whitespace is left.
     pub(crate) fn at_end(&mut self) -> bool {
         self.peek_token().is_none()
