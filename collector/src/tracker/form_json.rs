@@ -296,14 +296,16 @@ impl<'q> FormJson<'q> {
             if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
                 return None;
             }
-            let written = out[body..].to_owned();
-            out.truncate(body);
+            // The members written again after the object in key order, then the first
+            // writing removed.
+            let written = out.len();
             for (i, &(start, _, end)) in members.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(&written[start - body..end - body]);
+                out.extend_from_within(start..end);
             }
+            out.drain(body..written);
         }
         self.members.truncate(first_member);
         out.push(b'}');
