@@ -271,16 +271,14 @@ impl<'t> Canonicalizer<'t> {
             if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
                 return None;
             }
-            // The members written again after the object in key order, then the first
-            // writing removed.
-            let written = out.len();
+            let written = out[body..].to_owned();
+            out.truncate(body);
             for (i, &(start, _, end)) in members.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.extend_from_within(start..end);
+                out.push_str(&written[start - body..end - body]);
             }
-            out.drain(body..written);
         }
         self.members.truncate(first_member);
         out.push('}');
