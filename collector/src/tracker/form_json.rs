@@ -29,11 +29,12 @@ pub(crate) fn unstruct_event(encoded: &[u8]) -> Option<SelfDescribing> {
 pub(crate) fn contexts(encoded: &[u8]) -> Option<Vec<SelfDescribing>> {
     FormJson::new(encoded).envelope("contexts", |reader| {
         reader.expect(b'[')?;
-        let mut entities = Vec::new();
         if reader.peek_token()? == b']' {
             reader.expect(b']')?;
-            return Some(entities);
+            return Some(Vec::new());
         }
+        // Room for the few entities an event carries, so that they are added without growing.
+        let mut entities = Vec::with_capacity(4);
         loop {
             entities.push(reader.self_describing()?);
             match reader.peek_token()? {

@@ -408,11 +408,12 @@ fn fast_unstruct_event(json: &[u8]) -> Option<SelfDescribing> {
 fn fast_contexts(json: &[u8]) -> Option<Vec<SelfDescribing>> {
     fast_envelope(json, "contexts", |reader| {
         reader.expect(b'[')?;
-        let mut entities = Vec::new();
         if reader.peek_token()? == b']' {
             reader.expect(b']')?;
-            return Some(entities);
+            return Some(Vec::new());
         }
+        // Room for the few entities an event carries, so that they are added without growing.
+        let mut entities = Vec::with_capacity(4);
         loop {
             entities.push(reader.self_describing()?);
             match reader.peek_token()? {
