@@ -55,6 +55,7 @@
 //!   [`Tp2Error::NotJson`], since no event boundary can be trusted in it.
 
 mod event;
+mod form_json;
 mod iglu;
 mod json_text;
 mod query;

@@ -42,8 +42,8 @@ fn every_logged_hit_parses_back_to_what_the_tracker_sent() {
         let got: BTreeMap<String, String> = params
             .iter()
             .map(|p| {
-                assert!(!p.invalid_utf8, "{}: {shown}", p.key);
-                (p.key.to_string(), p.value.to_string())
+                assert!(!p.invalid_utf8(), "{}: {shown}", p.key);
+                (p.key.to_string(), p.value().to_string())
             })
             .collect();
 

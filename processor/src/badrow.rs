@@ -294,7 +294,7 @@ fn collector_payload(
         .map(|params| {
             params
                 .iter()
-                .map(|p| json!({ "name": &*p.key, "value": &*p.value }))
+                .map(|p| json!({ "name": &*p.key, "value": p.value() }))
                 .collect()
         })
         .unwrap_or_default();
@@ -342,7 +342,7 @@ fn enriched_payload(
     let enriched: Value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
     let parameters: Vec<Value> = params
         .iter()
-        .map(|p| json!({ "name": &*p.key, "value": &*p.value }))
+        .map(|p| json!({ "name": &*p.key, "value": p.value() }))
         .collect();
     let mut raw = collector_payload(hit, version, None);
     raw.remove("querystring");

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::form_json;
 use super::iglu::SelfDescribing;
 use super::iglu::{decode_base64, parse_contexts, parse_unstruct_event, JsonType, PayloadError};
 use super::query::{Param, Params};
@@ -474,7 +475,12 @@ const EXPECT_PLATFORM: &str = "a platform: web, mob, pc, srv, app, tv, cnsl, iot
 
 /// The non-empty text of a slot.
 fn text<'p>(slot: Slot<'p>) -> Option<&'p str> {
-    slot.map(|p| &*p.value).filter(|v| !v.is_empty())
+    slot.map(Param::value).filter(|v| !v.is_empty())
+}
+
+/// Whether a slot holds a non-empty value (without decoding it).
+fn present(slot: Slot<'_>) -> bool {
+    slot.is_some_and(|p| !p.is_empty())
 }
 
 /// Collects violations and warnings while fields are decoded.
@@ -513,8 +519,8 @@ impl Decoder {
         fallback: Slot<'p>,
         by: &'static str,
     ) -> Slot<'p> {
-        match (text(preferred), text(fallback)) {
-            (Some(_), Some(ignored)) => {
+        match (present(preferred), text(fallback)) {
+            (true, Some(ignored)) => {
                 let key = fallback.map_or("", |p| &*p.key);
                 self.warnings.push(Violation::new(
                     key,
@@ -523,23 +529,26 @@ impl Decoder {
                 ));
                 preferred
             }
-            (Some(_), None) => preferred,
-            (None, _) => fallback.filter(|_| text(fallback).is_some()),
+            (true, None) => preferred,
+            (false, _) => fallback.filter(|_| present(fallback)),
         }
     }
 
     /// Decodes a self-describing payload from its plain (`ue_pr`, `co`) or base64 (`ue_px`,
-    /// `cx`) parameter.
+    /// `cx`) parameter; `read` is the plain one already read from its form-encoded text.
     fn payload<T>(
         &mut self,
-        plain: Slot<'_>,
-        encoded: Slot<'_>,
+        (plain, encoded): (Slot<'_>, Slot<'_>),
         plain_name: &'static str,
         parse: fn(&[u8]) -> Result<T, PayloadError>,
+        read: Option<T>,
     ) -> Option<T> {
         let chosen = self.prefer(plain, encoded, plain_name)?;
-        let value = &*chosen.value;
-        let result = if text(plain).is_some() {
+        if read.is_some() {
+            return read;
+        }
+        let value = chosen.value();
+        let result = if present(plain) {
             parse(value.as_bytes())
         } else {
             decode_base64(value).and_then(|json| parse(&json))
@@ -566,31 +575,44 @@ impl<'p> RawEvent<'p> {
         let mut s = Slots::default();
         let mut unknown = BTreeMap::new();
         for param in params {
-            if param.invalid_utf8 {
-                d.warnings.push(Violation::new(
-                    &param.key,
-                    Some(&param.value),
-                    ViolationKind::InvalidUtf8,
-                ));
-            }
             if let Some(found @ (JsonType::Null | JsonType::Array | JsonType::Object)) =
                 param.json_type
             {
                 d.violation(
                     &param.key,
-                    Some(&param.value),
+                    Some(param.value()),
                     ViolationKind::NotAString { found },
                 );
                 continue;
             }
             if !s.assign(param) {
-                unknown.insert(&*param.key, &*param.value);
+                unknown.insert(&*param.key, param.value());
+            }
+        }
+        // The JSON payloads of a query string are read from their encoded text when they can be
+        // (see `form_json`): then they are valid UTF-8, and their decoded text is not needed.
+        let read_ue = s
+            .ue_pr
+            .and_then(|p| form_json::unstruct_event(p.form_encoded()?));
+        let read_co = s.co.and_then(|p| form_json::contexts(p.form_encoded()?));
+        let was_read = |param: &Param<'_>, slot: Slot<'_>, read: bool| {
+            read && slot.is_some_and(|p| std::ptr::eq(p, param))
+        };
+        for param in params {
+            let valid = was_read(param, s.ue_pr, read_ue.is_some())
+                || was_read(param, s.co, read_co.is_some());
+            if !valid && param.invalid_utf8() {
+                d.warnings.push(Violation::new(
+                    &param.key,
+                    Some(param.value()),
+                    ViolationKind::InvalidUtf8,
+                ));
             }
         }
         for duplicate in params.duplicates() {
             d.warnings.push(Violation::new(
                 &duplicate.key,
-                Some(&duplicate.value),
+                Some(duplicate.value()),
                 ViolationKind::Duplicate,
             ));
         }
@@ -664,13 +686,14 @@ impl<'p> RawEvent<'p> {
         let ti_name = text(d.prefer(s.ti_nm, s.ti_na, "ti_nm"));
         let ti_price = d.parse(s.ti_pr, Decimal::parse, EXPECT_DECIMAL);
         let ti_quantity = d.parse(s.ti_qu, parse_signed, EXPECT_SIGNED);
-        let unstruct_event = d.payload(s.ue_pr, s.ue_px, "ue_pr", parse_unstruct_event);
-        if event == Some(EventType::Unstruct) && text(s.ue_pr).or(text(s.ue_px)).is_none() {
+        let ue = (s.ue_pr, s.ue_px);
+        let unstruct_event = d.payload(ue, "ue_pr", parse_unstruct_event, read_ue);
+        if event == Some(EventType::Unstruct) && !present(s.ue_pr) && !present(s.ue_px) {
             let expected = "ue_pr or ue_px, required for e=ue";
             d.violation("ue_pr", None, ViolationKind::Missing { expected });
         }
         let contexts = d
-            .payload(s.co, s.cx, "co", parse_contexts)
+            .payload((s.co, s.cx), "co", parse_contexts, read_co)
             .unwrap_or_default();
 
         let (Some(event), Some(platform), true) = (event, platform, d.violations.is_empty()) else {
@@ -1224,6 +1247,30 @@ mod tests {
             eid="�": expected a UUID, 8-4-4-4-12 hex digits
         "#]]
         .assert_eq(&lines(&event.warnings));
+    }
+
+    #[test]
+    fn payloads_read_from_their_encoded_text_decode_like_the_rest() {
+        // `co` read straight from its encoded text: the same entities, no warning.
+        let co = query(&[("e", "pv"), ("p", "web"), ("co", CO), ("x%FF", "1")]);
+        let params = parse_query(co.as_bytes());
+        let event = RawEvent::from_params(&params).unwrap();
+        assert_eq!(Ok(event.contexts), parse_contexts(CO.as_bytes()));
+        assert_eq!(lines(&event.warnings).lines().count(), 1);
+        // Invalid UTF-8 once decoded: the usual path, which replaces it and warns in order.
+        let text = CO.replacen("\"query\"", "\"qu%E9ry\"", 1);
+        assert_ne!(text, CO);
+        let bad = format!(
+            "e=pv&a=%FF&co={}&p=web&b=%FF",
+            encode(&text).replace("%25E9", "%E9")
+        );
+        let params = parse_query(bad.as_bytes());
+        let warnings = match RawEvent::from_params(&params) {
+            Ok(event) => event.warnings,
+            Err(rejected) => rejected.warnings,
+        };
+        let keys: Vec<&str> = warnings.iter().map(|w| &*w.param).collect();
+        assert_eq!(keys, ["a", "co", "b"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::json_text::{Canonicalizer, JsonText};
 
 /// Snowplow's own Iglu vendor.
-const SNOWPLOW: &str = "com.snowplowanalytics.snowplow";
+pub(crate) const SNOWPLOW: &str = "com.snowplowanalytics.snowplow";
 
 /// The type of a JSON value, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -408,11 +408,12 @@ fn fast_unstruct_event(json: &[u8]) -> Option<SelfDescribing> {
 fn fast_contexts(json: &[u8]) -> Option<Vec<SelfDescribing>> {
     fast_envelope(json, "contexts", |reader| {
         reader.expect(b'[')?;
-        let mut entities = Vec::new();
         if reader.peek_token()? == b']' {
             reader.expect(b']')?;
-            return Some(entities);
+            return Some(Vec::new());
         }
+        // Room for the few entities an event carries, so that they are added without growing.
+        let mut entities = Vec::with_capacity(4);
         loop {
             entities.push(reader.self_describing()?);
             match reader.peek_token()? {
@@ -463,7 +464,15 @@ impl<'t> Canonicalizer<'t> {
         let mut data = Some(data);
         let (mut schema, mut value) = (None, None);
         loop {
-            match self.plain_string()? {
+            // The keys as trackers write them are recognized without reading them as strings.
+            let key = if self.skip(r#""schema""#) {
+                "schema"
+            } else if self.skip(r#""data""#) {
+                "data"
+            } else {
+                self.plain_string()?
+            };
+            match key {
                 "schema" if schema.is_none() => {
                     self.expect(b':')?;
                     schema = Some(self.plain_string()?);
@@ -493,7 +502,7 @@ impl<'t> Canonicalizer<'t> {
 
 /// [`SchemaKey::parse`], remembering the last few keys read on this thread: the entities of an
 /// event, and of the next ones, come from a handful of schemas, which then share one key each.
-fn recent_schema_key(uri: &str) -> Option<Arc<SchemaKey>> {
+pub(crate) fn recent_schema_key(uri: &str) -> Option<Arc<SchemaKey>> {
     const REMEMBERED: usize = 8;
     thread_local! {
         static RECENT: RefCell<VecDeque<(Box<str>, Arc<SchemaKey>)>> =

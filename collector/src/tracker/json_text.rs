@@ -12,7 +12,7 @@
 //! caller falls back to `serde_json`, which then also produces the error messages.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,6 +41,13 @@ impl JsonText {
     pub fn to_value(&self) -> Value {
         // The text was written from a `Value` or checked by the canonicalizer: it parses.
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl JsonText {
+    /// Text already in canonical form (written by a reader of this module's rules).
+    pub(crate) fn from_canonical(text: String) -> JsonText {
+        JsonText(text)
     }
 }
 
@@ -75,7 +82,7 @@ impl<'de> Deserialize<'de> for JsonText {
 }
 
 /// Nesting beyond which the canonicalizer gives up (`serde_json` itself stops at 128).
-const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// A one-pass reader of JSON text that writes values in canonical form.
 ///
@@ -114,6 +121,16 @@ impl<'t> Canonicalizer<'t> {
     /// Consumes `byte` (after whitespace).
     pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
         (self.peek_token()? == byte).then(|| self.pos += 1)
+    }
+
+    /// Consumes `literal` (after whitespace) if the text goes on with it.
+    pub(crate) fn skip(&mut self, literal: &str) -> bool {
+        self.peek_token();
+        let found = self.text[self.pos..].starts_with(literal);
+        if found {
+            self.pos += literal.len();
+        }
+        found
     }
 
     /// Whether only whitespace is left.
@@ -281,7 +298,7 @@ impl<'t> Canonicalizer<'t> {
                 break;
             }
             let c = self.escape()?;
-            write_char(c, out);
+            out.push_str(char_text(c, &mut [0; 6]));
         }
         self.pos += 1;
         out.push('"');
@@ -332,53 +349,69 @@ impl<'t> Canonicalizer<'t> {
         Some(unit)
     }
 
-    /// A number: integers that fit 18 digits are already canonical; anything else (fractions,
-    /// exponents, huge integers, `-0`) is read and written by `serde_json` itself.
+    /// A number, written by [`canonical_number`].
     fn number(&mut self, out: &mut String) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        let start = self.pos;
-        let digits = |pos: usize| {
-            bytes[pos..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count()
-        };
-        let mut pos = start + usize::from(bytes[start] == b'-');
-        let integer = digits(pos);
-        if integer == 0 || (integer > 1 && bytes[pos] == b'0') {
+        let rest = &self.text.as_bytes()[self.pos..];
+        let len = rest.iter().take_while(|&&b| is_number_byte(b)).count();
+        let literal = &self.text[self.pos..self.pos + len];
+        self.pos += len;
+        out.push_str(&canonical_number(literal)?);
+        Some(())
+    }
+}
+
+/// Whether `b` may be part of a JSON number (`-0123456789+.eE`). A number is the longest run of
+/// these: any of them right after a complete number would be invalid JSON anyway.
+pub(crate) fn is_number_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+/// The canonical text of the JSON number `literal`, `None` when it is not exactly one. Integers
+/// that fit 18 digits are already canonical; anything else (fractions, exponents, huge
+/// integers, `-0`) is read and written by `serde_json` itself.
+pub(crate) fn canonical_number(literal: &str) -> Option<Cow<'_, str>> {
+    let bytes = literal.as_bytes();
+    let digits = |pos: usize| {
+        bytes[pos..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut pos = usize::from(bytes.first() == Some(&b'-'));
+    let integer = digits(pos);
+    if integer == 0 || (integer > 1 && bytes[pos] == b'0') {
+        return None;
+    }
+    pos += integer;
+    let mut plain = true;
+    if bytes.get(pos) == Some(&b'.') {
+        let fraction = digits(pos + 1);
+        if fraction == 0 {
             return None;
         }
-        pos += integer;
-        let mut plain = true;
-        if bytes.get(pos) == Some(&b'.') {
-            let fraction = digits(pos + 1);
-            if fraction == 0 {
-                return None;
-            }
-            pos += 1 + fraction;
-            plain = false;
-        }
-        if let Some(b'e' | b'E') = bytes.get(pos) {
+        pos += 1 + fraction;
+        plain = false;
+    }
+    if let Some(b'e' | b'E') = bytes.get(pos) {
+        pos += 1;
+        if let Some(b'+' | b'-') = bytes.get(pos) {
             pos += 1;
-            if let Some(b'+' | b'-') = bytes.get(pos) {
-                pos += 1;
-            }
-            let exponent = digits(pos);
-            if exponent == 0 {
-                return None;
-            }
-            pos += exponent;
-            plain = false;
         }
-        let literal = &self.text[start..pos];
-        self.pos = pos;
-        if plain && integer <= 18 && literal != "-0" {
-            out.push_str(literal);
-        } else {
-            let number: serde_json::Number = serde_json::from_str(literal).ok()?;
-            write!(out, "{number}").ok()?;
+        let exponent = digits(pos);
+        if exponent == 0 {
+            return None;
         }
-        Some(())
+        pos += exponent;
+        plain = false;
+    }
+    if pos != bytes.len() {
+        return None;
+    }
+    if plain && integer <= 18 && literal != "-0" {
+        Some(Cow::Borrowed(literal))
+    } else {
+        let number: serde_json::Number = serde_json::from_str(literal).ok()?;
+        Some(Cow::Owned(number.to_string()))
     }
 }
 
@@ -406,23 +439,25 @@ pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
     stop.map(|i| at + i)
 }
 
-/// Appends `c` as `serde_json` writes it inside a string.
-fn write_char(c: char, out: &mut String) {
+/// `c` as `serde_json` writes it inside a string, `buf` holding the text when it is not a
+/// constant.
+pub(crate) fn char_text(c: char, buf: &mut [u8; 6]) -> &str {
     match c {
-        '"' => out.push_str("\\\""),
-        '\\' => out.push_str("\\\\"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
+        '"' => "\\\"",
+        '\\' => "\\\\",
+        '\u{8}' => "\\b",
+        '\u{c}' => "\\f",
+        '\n' => "\\n",
+        '\r' => "\\r",
+        '\t' => "\\t",
         '\0'..='\u{1f}' => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(c as u8 >> 4)]));
-            out.push(char::from(HEX[usize::from(c as u8 & 0xf)]));
+            *buf = *b"\\u0000";
+            buf[4] = HEX[usize::from(c as u8 >> 4)];
+            buf[5] = HEX[usize::from(c as u8 & 0xf)];
+            std::str::from_utf8(buf).unwrap_or_default()
         }
-        c => out.push(c),
+        c => c.encode_utf8(buf),
     }
 }
 

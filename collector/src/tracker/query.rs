@@ -1,6 +1,7 @@
 //! Tracker parameters and the tp1 query-string grammar.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use memchr::memchr2;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -8,20 +9,33 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::iglu::JsonType;
 use crate::swar;
 
-/// One decoded `key=value` pair of a tracker hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `key=value` pair of a tracker hit.
+///
+/// A query-string value with escapes (`%XX`, `+`) is decoded when it is first asked for
+/// ([`Param::value`]): the JSON payloads (`co`, `ue_pr`), the longest values of a hit, are read
+/// straight from their [form-encoded](Param::form_encoded) text and need no decoded copy unless
+/// an enrichment or a bad row wants it.
+#[derive(Debug, Clone)]
 pub struct Param<'a> {
     /// The decoded key.
     pub key: Cow<'a, str>,
-    /// The decoded value; the empty string for a bare key (`&key&`).
-    pub value: Cow<'a, str>,
-    /// The key or the value was not valid UTF-8 after percent-decoding: each invalid sequence was
-    /// replaced with U+FFFD. Decoding reports it as a warning.
-    pub invalid_utf8: bool,
+    /// The value.
+    value: Text<'a>,
+    /// The key was invalid UTF-8 after percent-decoding.
+    invalid_key: bool,
     /// tp2 only: the value was this JSON type instead of a string. Numbers and booleans are
     /// stringified and accepted; `null`, arrays and objects are kept as their JSON text and
     /// reported as violations.
     pub json_type: Option<JsonType>,
+}
+
+/// The text of a value, with whether it was invalid UTF-8 once decoded.
+#[derive(Debug, Clone)]
+enum Text<'a> {
+    /// Decoded when the parameter was made.
+    Decoded(Cow<'a, str>, bool),
+    /// Form-encoded, with escapes (`%XX`, `+`): decoded when first asked for.
+    Encoded(&'a [u8], OnceCell<(String, bool)>),
 }
 
 impl<'a> Param<'a> {
@@ -29,22 +43,76 @@ impl<'a> Param<'a> {
     pub fn new(key: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Self {
         Param {
             key: key.into(),
-            value: value.into(),
-            invalid_utf8: false,
+            value: Text::Decoded(value.into(), false),
+            invalid_key: false,
             json_type: None,
         }
     }
 
-    /// The same parameter, owning its text.
+    /// The decoded value; the empty string for a bare key (`&key&`).
+    pub fn value(&self) -> &str {
+        match &self.value {
+            Text::Decoded(text, _) => text,
+            Text::Encoded(encoded, decoded) => {
+                &decoded.get_or_init(|| form_decode_escaped(encoded)).0
+            }
+        }
+    }
+
+    /// Whether the value is empty (known without decoding it: escapes decode to something).
+    pub fn is_empty(&self) -> bool {
+        match &self.value {
+            Text::Decoded(text, _) => text.is_empty(),
+            Text::Encoded(..) => false,
+        }
+    }
+
+    /// The key or the value was not valid UTF-8 after percent-decoding: each invalid sequence was
+    /// replaced with U+FFFD. Decoding reports it as a warning.
+    pub fn invalid_utf8(&self) -> bool {
+        self.invalid_key
+            || match &self.value {
+                Text::Decoded(_, invalid) => *invalid,
+                Text::Encoded(encoded, decoded) => {
+                    decoded.get_or_init(|| form_decode_escaped(encoded)).1
+                }
+            }
+    }
+
+    /// The value as it was sent in a query string, `+` and `%XX` still in it, when it holds any
+    /// (`None` for a value that needed no decoding, and for tp2). Its decoded text is
+    /// [`value`](Param::value).
+    pub fn form_encoded(&self) -> Option<&'a [u8]> {
+        match self.value {
+            Text::Decoded(..) => None,
+            Text::Encoded(encoded, _) => Some(encoded),
+        }
+    }
+
+    /// The same parameter, owning its text (decoded).
     pub fn into_owned(self) -> Param<'static> {
+        let value = Text::Decoded(Cow::Owned(self.value().to_owned()), self.invalid_utf8());
         Param {
             key: Cow::Owned(self.key.into_owned()),
-            value: Cow::Owned(self.value.into_owned()),
-            invalid_utf8: self.invalid_utf8,
+            value,
+            invalid_key: self.invalid_key,
             json_type: self.json_type,
         }
     }
 }
+
+/// Parameters are equal when their keys, decoded values, flags and JSON types are, whether the
+/// values were decoded yet or not.
+impl PartialEq for Param<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.value() == other.value()
+            && self.invalid_utf8() == other.invalid_utf8()
+            && self.json_type == other.json_type
+    }
+}
+
+impl Eq for Param<'_> {}
 
 /// The parameters of one tracker event, in the order they were sent, keys unique.
 ///
@@ -77,7 +145,7 @@ impl<'a> Params<'a> {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.param(key).map(|p| &*p.value)
+        self.param(key).map(Param::value)
     }
 
     /// The parameter `key`, with its flags, if present.
@@ -210,7 +278,7 @@ impl Serialize for Params<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.params.len()))?;
         for param in &self.params {
-            map.serialize_entry(&*param.key, &*param.value)?;
+            map.serialize_entry(&*param.key, param.value())?;
         }
         map.end()
     }
@@ -246,12 +314,16 @@ pub fn parse_query(query: &[u8]) -> Params<'_> {
             continue;
         }
         let (key, bad_key) = form_decode(key, key_escaped, pair_text.map(|t| &t[..eq]));
-        let (value, bad_value) =
-            form_decode(value, value_escaped, pair_text.map(|t| &t[value_at..]));
+        let value = if value_escaped {
+            Text::Encoded(value, OnceCell::new())
+        } else {
+            let (value, invalid) = form_decode(value, false, pair_text.map(|t| &t[value_at..]));
+            Text::Decoded(value, invalid)
+        };
         all.push(Param {
             key,
             value,
-            invalid_utf8: bad_key || bad_value,
+            invalid_key: bad_key,
             json_type: None,
         });
     }
@@ -293,6 +365,12 @@ fn form_decode<'a>(raw: &'a [u8], escaped: bool, text: Option<&'a str>) -> (Cow<
             Err(_) => (String::from_utf8_lossy(raw), true),
         };
     }
+    let (text, invalid) = form_decode_escaped(raw);
+    (Cow::Owned(text), invalid)
+}
+
+/// Form-decodes text that holds a `%` or `+`; returns the text and whether it was invalid UTF-8.
+fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
     // Values that need decoding are often dense with escapes (a percent-encoded JSON `co` is
     // about one escape in three bytes): one pass over the bytes, writing into a buffer sized for
     // the worst case (decoding never grows the text), with the hex digits read from a table. The
@@ -329,11 +407,8 @@ fn form_decode<'a>(raw: &'a [u8], escaped: bool, text: Option<&'a str>) -> (Cow<
     }
     bytes.truncate(len);
     match String::from_utf8(bytes) {
-        Ok(text) => (Cow::Owned(text), false),
-        Err(err) => (
-            Cow::Owned(String::from_utf8_lossy(err.as_bytes()).into_owned()),
-            true,
-        ),
+        Ok(text) => (text, false),
+        Err(err) => (String::from_utf8_lossy(err.as_bytes()).into_owned(), true),
     }
 }
 
@@ -343,7 +418,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pairs<'a>(params: &'a Params<'_>) -> Vec<(&'a str, &'a str)> {
-        params.iter().map(|p| (&*p.key, &*p.value)).collect()
+        params.iter().map(|p| (&*p.key, p.value())).collect()
     }
 
     #[test]
@@ -371,10 +446,22 @@ mod tests {
     fn borrows_when_nothing_to_decode() {
         let params = parse_query(b"page=Home&url=https%3A%2F%2Fexample.com%2F");
         let page = params.param("page").unwrap();
-        assert!(matches!(page.value, Cow::Borrowed("Home")));
+        assert!(matches!(
+            page.value,
+            Text::Decoded(Cow::Borrowed("Home"), false)
+        ));
+        assert_eq!(page.form_encoded(), None);
         let url = params.param("url").unwrap();
-        assert!(matches!(url.value, Cow::Owned(_)));
-        assert_eq!(url.value, "https://example.com/");
+        assert_eq!(
+            url.form_encoded(),
+            Some(&b"https%3A%2F%2Fexample.com%2F"[..])
+        );
+        let Text::Encoded(_, decoded) = &url.value else {
+            panic!("{url:?}")
+        };
+        assert!(decoded.get().is_none(), "decoded only when asked for");
+        assert_eq!(url.value(), "https://example.com/");
+        assert!(decoded.get().is_some());
     }
 
     #[test]
@@ -397,26 +484,26 @@ mod tests {
                 ("e", "%A")
             ]
         );
-        assert!(params.iter().all(|p| !p.invalid_utf8));
+        assert!(params.iter().all(|p| !p.invalid_utf8()));
     }
 
     #[test]
     fn invalid_utf8_is_replaced_and_flagged() {
         let params = parse_query(b"page=caf%E9&raw=\xff\xfeok&fine=%C3%A9");
         let page = params.param("page").unwrap();
-        assert_eq!(page.value, "caf\u{fffd}");
-        assert!(page.invalid_utf8);
+        assert_eq!(page.value(), "caf\u{fffd}");
+        assert!(page.invalid_utf8());
         let raw = params.param("raw").unwrap();
-        assert_eq!(raw.value, "\u{fffd}\u{fffd}ok");
-        assert!(raw.invalid_utf8);
-        assert!(!params.param("fine").unwrap().invalid_utf8);
+        assert_eq!(raw.value(), "\u{fffd}\u{fffd}ok");
+        assert!(raw.invalid_utf8());
+        assert!(!params.param("fine").unwrap().invalid_utf8());
     }
 
     #[test]
     fn first_duplicate_wins_and_later_ones_are_recorded() {
         let params = parse_query(b"e=pv&aid=site&e=se&x=1&e=ue");
         assert_eq!(pairs(&params), [("e", "pv"), ("aid", "site"), ("x", "1")]);
-        let dups: Vec<_> = params.duplicates().iter().map(|p| &*p.value).collect();
+        let dups: Vec<_> = params.duplicates().iter().map(|p| p.value()).collect();
         assert_eq!(dups, ["se", "ue"]);
         let mut pushed = Params::new();
         pushed.push(Param::new("e", "pv"));
@@ -435,7 +522,7 @@ mod tests {
         assert_eq!(params.len(), 200);
         assert_eq!(params.get("k199"), Some("first"));
         assert_eq!(params.get("k5"), Some("5"));
-        let dups: Vec<_> = params.duplicates().iter().map(|p| &*p.value).collect();
+        let dups: Vec<_> = params.duplicates().iter().map(|p| p.value()).collect();
         assert_eq!(dups, ["199", "again"]);
     }
 
@@ -474,11 +561,11 @@ mod tests {
             let params = parse_query(query.as_bytes());
             let got: Vec<(String, String)> = params
                 .iter()
-                .map(|p| (p.key.to_string(), p.value.to_string()))
+                .map(|p| (p.key.to_string(), p.value().to_string()))
                 .collect();
             let want: Vec<(String, String)> = entries.into_iter().collect();
             prop_assert_eq!(got, want);
-            prop_assert!(params.iter().all(|p| !p.invalid_utf8));
+            prop_assert!(params.iter().all(|p| !p.invalid_utf8()));
             prop_assert!(params.duplicates().is_empty());
         }
 
@@ -487,7 +574,7 @@ mod tests {
             let params = parse_query(&bytes);
             let valid = std::str::from_utf8(&bytes).is_ok() && !bytes.contains(&b'%');
             if valid {
-                prop_assert!(params.iter().all(|p| !p.invalid_utf8));
+                prop_assert!(params.iter().all(|p| !p.invalid_utf8()));
             }
         }
     }

@@ -132,7 +132,7 @@ impl Campaign {
         }
         let click = params.iter().find_map(|param| {
             let network = self.config.click_ids.get(&*param.key)?;
-            (!param.value.is_empty()).then_some((network, &param.value))
+            (!param.value().is_empty()).then_some((network, param.value()))
         });
         if let Some((network, value)) = click {
             event.mkt_clickid = Some(Cow::Owned(value.to_string()));

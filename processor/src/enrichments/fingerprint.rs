@@ -160,7 +160,7 @@ pub fn fingerprint(params: &Params<'_>) -> [u8; 32] {
     let mut kept: Vec<(&str, &str)> = params
         .iter()
         .filter(|p| !EXCLUDED_PARAMS.contains(&&*p.key))
-        .map(|p| (&*p.key, &*p.value))
+        .map(|p| (&*p.key, p.value()))
         .collect();
     kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut hasher = Sha256::new();

@@ -242,8 +242,10 @@ impl Referer {
                 let params = parse_query(query.as_bytes());
                 params
                     .iter()
-                    .find(|p| !p.value.is_empty() && source.parameters.iter().any(|k| *k == p.key))
-                    .map(|p| p.value.to_string())
+                    .find(|p| {
+                        !p.value().is_empty() && source.parameters.iter().any(|k| *k == p.key)
+                    })
+                    .map(|p| p.value().to_string())
             });
             (source.medium.clone(), Some(source.name.clone()), term)
         } else {
