@@ -14,8 +14,12 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::iglu::{recent_schema_key, SchemaKey, SelfDescribing, SNOWPLOW};
-use super::json_text::{canonical_number, char_text, is_number_byte, JsonText, MAX_DEPTH};
+use super::iglu::{
+    entity_list, recent_schema_key, EntityReader, SchemaKey, SelfDescribing, SNOWPLOW,
+};
+use super::json_text::{
+    canonical_number, char_text, is_number_byte, read_escape, JsonBytes, JsonText, MAX_DEPTH,
+};
 use crate::swar;
 
 /// [`parse_unstruct_event`](super::iglu::parse_unstruct_event) of the form-decoded `encoded`,
@@ -27,24 +31,7 @@ pub(crate) fn unstruct_event(encoded: &[u8]) -> Option<SelfDescribing> {
 /// [`parse_contexts`](super::iglu::parse_contexts) of the form-decoded `encoded`, for the shape
 /// trackers send; `None` otherwise.
 pub(crate) fn contexts(encoded: &[u8]) -> Option<Vec<SelfDescribing>> {
-    FormJson::new(encoded).envelope("contexts", |reader| {
-        reader.expect(b'[')?;
-        if reader.peek_token()? == b']' {
-            reader.expect(b']')?;
-            return Some(Vec::new());
-        }
-        // Room for the few entities an event carries, so that they are added without growing.
-        let mut entities = Vec::with_capacity(4);
-        loop {
-            entities.push(reader.self_describing()?);
-            match reader.peek_token()? {
-                b',' => reader.expect(b',')?,
-                _ => break,
-            }
-        }
-        reader.expect(b']')?;
-        Some(entities)
-    })
+    FormJson::new(encoded).envelope("contexts", entity_list)
 }
 
 /// A one-pass reader of form-encoded JSON text (`+` a space, `%XX` a byte, a `%` without two
@@ -84,13 +71,6 @@ impl<'q> FormJson<'q> {
             b'+' => Some((b' ', 1)),
             b => Some((b, 1)),
         }
-    }
-
-    /// Consumes and returns the next decoded byte.
-    fn next_byte(&mut self) -> Option<u8> {
-        let (b, width) = self.byte_at(self.pos)?;
-        self.pos += width;
-        Some(b)
     }
 
     /// Skips JSON whitespace, then returns the next decoded byte and its encoded width without
@@ -140,50 +120,13 @@ impl<'q> FormJson<'q> {
             match self.next_byte()? {
                 b'"' => return Some(()),
                 b'\\' if escapes => {
-                    let c = self.escape()?;
+                    let c = read_escape(self)?;
                     out.extend_from_slice(char_text(c, &mut [0; 6]).as_bytes());
                 }
                 b'\\' | 0..=0x1f => return None,
                 b => out.push(b),
             }
         }
-    }
-
-    /// The character of the escape after a `\`, surrogate pairs joined.
-    fn escape(&mut self) -> Option<char> {
-        let c = match self.next_byte()? {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let unit = self.hex4()?;
-                if (0xD800..0xDC00).contains(&unit) {
-                    if (self.next_byte()?, self.next_byte()?) != (b'\\', b'u') {
-                        return None;
-                    }
-                    let low = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
-                } else {
-                    char::from_u32(unit)?
-                }
-            }
-            _ => return None,
-        };
-        Some(c)
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        (0..4).try_fold(0, |unit, _| {
-            Some(unit << 4 | u32::from(crate::hex::digit(self.next_byte()?)?))
-        })
     }
 
     /// Reads one value (after whitespace) into its canonical text.
@@ -434,6 +377,27 @@ enum Member {
 
 /// Encoded schema strings read lately, each with its key, the latest first.
 type RecentSchemas = VecDeque<(Box<[u8]>, Arc<SchemaKey>)>;
+
+impl EntityReader for FormJson<'_> {
+    fn peek_token(&mut self) -> Option<u8> {
+        FormJson::peek_token(self)
+    }
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        FormJson::expect(self, byte)
+    }
+    fn self_describing(&mut self) -> Option<SelfDescribing> {
+        FormJson::self_describing(self)
+    }
+}
+
+impl JsonBytes for FormJson<'_> {
+    /// The next decoded byte.
+    fn next_byte(&mut self) -> Option<u8> {
+        let (b, width) = self.byte_at(self.pos)?;
+        self.pos += width;
+        Some(b)
+    }
+}
 
 /// The length of the run at the start of `raw` of bytes that stand for themselves inside a JSON
 /// string: up to the first `%`, `+`, `"`, `\` or control character. Eight bytes at a time.

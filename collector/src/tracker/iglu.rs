@@ -406,24 +406,50 @@ fn fast_unstruct_event(json: &[u8]) -> Option<SelfDescribing> {
 
 /// [`parse_contexts`] in one pass, for the shape trackers send; `None` otherwise.
 fn fast_contexts(json: &[u8]) -> Option<Vec<SelfDescribing>> {
-    fast_envelope(json, "contexts", |reader| {
-        reader.expect(b'[')?;
-        if reader.peek_token()? == b']' {
-            reader.expect(b']')?;
-            return Some(Vec::new());
-        }
-        // Room for the few entities an event carries, so that they are added without growing.
-        let mut entities = Vec::with_capacity(4);
-        loop {
-            entities.push(reader.self_describing()?);
-            match reader.peek_token()? {
-                b',' => reader.expect(b',')?,
-                _ => break,
-            }
-        }
+    fast_envelope(json, "contexts", |reader| entity_list(reader))
+}
+
+/// What reading a list of entities needs of a one-pass reader: of the text itself
+/// ([`Canonicalizer`]) or of its form-encoded form (`form_json`).
+pub(crate) trait EntityReader {
+    /// Skips whitespace and returns the next byte without consuming it.
+    fn peek_token(&mut self) -> Option<u8>;
+    /// Consumes `byte` (after whitespace).
+    fn expect(&mut self, byte: u8) -> Option<()>;
+    /// Reads one self-describing object (after whitespace).
+    fn self_describing(&mut self) -> Option<SelfDescribing>;
+}
+
+/// `[entity, …]` (after whitespace), the `data` of a contexts envelope.
+pub(crate) fn entity_list(reader: &mut impl EntityReader) -> Option<Vec<SelfDescribing>> {
+    reader.expect(b'[')?;
+    if reader.peek_token()? == b']' {
         reader.expect(b']')?;
-        Some(entities)
-    })
+        return Some(Vec::new());
+    }
+    // Room for the few entities an event carries, so that they are added without growing.
+    let mut entities = Vec::with_capacity(4);
+    loop {
+        entities.push(reader.self_describing()?);
+        match reader.peek_token()? {
+            b',' => reader.expect(b',')?,
+            _ => break,
+        }
+    }
+    reader.expect(b']')?;
+    Some(entities)
+}
+
+impl EntityReader for Canonicalizer<'_> {
+    fn peek_token(&mut self) -> Option<u8> {
+        Canonicalizer::peek_token(self)
+    }
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        Canonicalizer::expect(self, byte)
+    }
+    fn self_describing(&mut self) -> Option<SelfDescribing> {
+        Canonicalizer::self_describing(self)
+    }
 }
 
 /// The fast path of the envelope readers: UTF-8 text in the shape trackers send, read in one

@@ -307,46 +307,8 @@ impl<'t> Canonicalizer<'t> {
 
     /// The character of the escape at `pos` (a `\`), surrogate pairs joined.
     fn escape(&mut self) -> Option<char> {
-        let bytes = self.text.as_bytes();
-        let kind = *bytes.get(self.pos + 1)?;
-        self.pos += 2;
-        let c = match kind {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let unit = self.hex4()?;
-                if (0xD800..0xDC00).contains(&unit) {
-                    if bytes.get(self.pos..self.pos + 2)? != b"\\u" {
-                        return None;
-                    }
-                    self.pos += 2;
-                    let low = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
-                } else {
-                    char::from_u32(unit)?
-                }
-            }
-            _ => return None,
-        };
-        Some(c)
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.text.as_bytes().get(self.pos..self.pos + 4)?;
-        let unit = digits.iter().try_fold(0, |unit, &digit| {
-            Some(unit << 4 | u32::from(crate::hex::digit(digit)?))
-        })?;
-        self.pos += 4;
-        Some(unit)
+        self.pos += 1;
+        read_escape(self)
     }
 
     /// A number, written by [`canonical_number`].
@@ -358,6 +320,59 @@ impl<'t> Canonicalizer<'t> {
         out.push_str(&canonical_number(literal)?);
         Some(())
     }
+}
+
+/// The byte source of the one-pass JSON readers: the text itself ([`Canonicalizer`]) or its
+/// form-encoded form (`form_json`).
+pub(crate) trait JsonBytes {
+    /// Consumes and returns the next byte of the JSON text.
+    fn next_byte(&mut self) -> Option<u8>;
+}
+
+impl JsonBytes for Canonicalizer<'_> {
+    fn next_byte(&mut self) -> Option<u8> {
+        let b = *self.text.as_bytes().get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+}
+
+/// The character of a string escape whose `\` was just consumed, surrogate pairs joined; `None`
+/// for an invalid one.
+pub(crate) fn read_escape(reader: &mut impl JsonBytes) -> Option<char> {
+    let c = match reader.next_byte()? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let unit = hex4(reader)?;
+            if (0xD800..0xDC00).contains(&unit) {
+                if (reader.next_byte()?, reader.next_byte()?) != (b'\\', b'u') {
+                    return None;
+                }
+                let low = hex4(reader)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return None;
+                }
+                char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+            } else {
+                char::from_u32(unit)?
+            }
+        }
+        _ => return None,
+    };
+    Some(c)
+}
+
+fn hex4(reader: &mut impl JsonBytes) -> Option<u32> {
+    (0..4).try_fold(0, |unit, _| {
+        Some(unit << 4 | u32::from(crate::hex::digit(reader.next_byte()?)?))
+    })
 }
 
 /// Whether `b` may be part of a JSON number (`-0123456789+.eE`). A number is the longest run of
