@@ -522,21 +522,10 @@ mod tests {
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            (-1e20f64..1e20).prop_map(Value::from),
-            any::<String>().prop_map(Value::from),
-            "[a-c\u{0}-\u{1f}\"\\\\/%+ é🚀]{0,6}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 5, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
-                prop::collection::btree_map("[a-dK_é%+ ]{0,3}", inner, 0..5)
-                    .prop_map(|map| Value::Object(map.into_iter().collect())),
-            ]
-        })
+        super::super::json_text::tests::json_values(
+            "[a-c\u{0}-\u{1f}\"\\\\/%+ é🚀]{0,6}",
+            "[a-dK_é%+ ]{0,3}",
+        )
     }
 
     proptest! {

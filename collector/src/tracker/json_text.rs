@@ -477,7 +477,7 @@ pub(crate) fn char_text(c: char, buf: &mut [u8; 6]) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -532,7 +532,12 @@ mod tests {
         assert_eq!(canonical(&deep), None);
     }
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    /// JSON values for the readers' property tests: strings and object keys from the given
+    /// regex patterns.
+    pub(crate) fn json_values(
+        strings: &'static str,
+        keys: &'static str,
+    ) -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
@@ -540,15 +545,19 @@ mod tests {
             any::<u64>().prop_map(Value::from),
             (-1e20f64..1e20).prop_map(Value::from),
             any::<String>().prop_map(Value::from),
-            "[a-c\u{0}-\u{1f}\"\\\\/é🚀]{0,6}".prop_map(Value::from),
+            strings.prop_map(Value::from),
         ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
+        leaf.prop_recursive(4, 32, 6, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                prop::collection::btree_map("[a-dK_é]{0,3}", inner, 0..6)
+                prop::collection::btree_map(keys, inner, 0..6)
                     .prop_map(|map| Value::Object(map.into_iter().collect())),
             ]
         })
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        json_values("[a-c\u{0}-\u{1f}\"\\\\/é🚀]{0,6}", "[a-dK_é]{0,3}")
     }
 
     /// Re-writes serde_json's compact text with whitespace, `\uXXXX` for every non-ASCII or
