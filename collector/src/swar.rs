@@ -24,6 +24,31 @@ pub(crate) fn first(mask: u64) -> usize {
     mask.trailing_zeros() as usize / 8
 }
 
+/// The index of the first byte of `bytes` that `stops`, eight bytes at a time: `word_stops`
+/// marks a word's stopping bytes (a union of [`equal`] and [`below`] masks) and `stops` says
+/// the same of one byte, for the last few.
+#[inline]
+pub(crate) fn position(
+    bytes: &[u8],
+    word_stops: impl Fn(u64) -> u64,
+    stops: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let mask = word_stops(u64::from_le_bytes(word));
+        if mask != 0 {
+            return Some(at + first(mask));
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| stops(b)).map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

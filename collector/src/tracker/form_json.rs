@@ -402,28 +402,18 @@ impl JsonBytes for FormJson<'_> {
 /// The length of the run at the start of `raw` of bytes that stand for themselves inside a JSON
 /// string: up to the first `%`, `+`, `"`, `\` or control character. Eight bytes at a time.
 fn plain_run(raw: &[u8]) -> usize {
-    let mut chunks = raw.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(word);
-        let stop = swar::equal(word, b'%')
-            | swar::equal(word, b'+')
-            | swar::equal(word, b'"')
-            | swar::equal(word, b'\\')
-            | swar::below(word, 0x20);
-        if stop != 0 {
-            return at + swar::first(stop);
-        }
-        at += 8;
-    }
-    let tail = chunks.remainder();
-    let stop = tail
-        .iter()
-        .position(|&b| matches!(b, b'%' | b'+' | b'"' | b'\\' | 0..=0x1f));
-    at + stop.unwrap_or(tail.len())
+    swar::position(
+        raw,
+        |word| {
+            swar::equal(word, b'%')
+                | swar::equal(word, b'+')
+                | swar::equal(word, b'"')
+                | swar::equal(word, b'\\')
+                | swar::below(word, 0x20)
+        },
+        |b| matches!(b, b'%' | b'+' | b'"' | b'\\' | 0..=0x1f),
+    )
+    .unwrap_or(raw.len())
 }
 
 #[cfg(test)]

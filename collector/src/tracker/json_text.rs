@@ -434,24 +434,11 @@ pub(crate) fn canonical_number(literal: &str) -> Option<Cow<'_, str>> {
 /// `\` or a control character (below 0x20). Eight bytes at a time: the runs are mostly short
 /// (keys, ids, the text between escapes), where a search call's fixed cost dominates.
 pub(crate) fn string_stop(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(word);
-        let stop = swar::equal(word, b'"') | swar::equal(word, b'\\') | swar::below(word, 0x20);
-        if stop != 0 {
-            return Some(at + swar::first(stop));
-        }
-        at += 8;
-    }
-    let tail = chunks.remainder();
-    let stop = tail
-        .iter()
-        .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f));
-    stop.map(|i| at + i)
+    swar::position(
+        bytes,
+        |word| swar::equal(word, b'"') | swar::equal(word, b'\\') | swar::below(word, 0x20),
+        |b| matches!(b, b'"' | b'\\' | 0..=0x1f),
+    )
 }
 
 /// `c` as `serde_json` writes it inside a string, `buf` holding the text when it is not a
