@@ -18,7 +18,8 @@ use super::iglu::{
     entity_list, recent_schema_key, EntityReader, SchemaKey, SelfDescribing, SNOWPLOW,
 };
 use super::json_text::{
-    canonical_number, char_text, is_number_byte, read_escape, JsonBytes, JsonText, MAX_DEPTH,
+    canonical_number, char_text, is_number_byte, key_order, read_escape, JsonBytes, JsonText,
+    MAX_DEPTH,
 };
 use crate::swar;
 
@@ -234,12 +235,7 @@ impl<'q> FormJson<'q> {
         }
         self.expect(b'}')?;
         let members = &mut self.members[first_member..];
-        let key = |(start, key_end, _): (usize, usize, usize)| &out[start + 1..key_end - 1];
-        if !members.windows(2).all(|pair| key(pair[0]) < key(pair[1])) {
-            members.sort_by(|&a, &b| key(a).cmp(key(b)));
-            if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
-                return None;
-            }
+        if key_order(members, out)? {
             // The members written again after the object in key order, then the first
             // writing removed.
             let written = out.len();

@@ -265,12 +265,7 @@ impl<'t> Canonicalizer<'t> {
         }
         self.pos += 1;
         let members = &mut self.members[first_member..];
-        let key = |(start, key_end, _): (usize, usize, usize)| &out[start + 1..key_end - 1];
-        if !members.windows(2).all(|pair| key(pair[0]) < key(pair[1])) {
-            members.sort_by(|&a, &b| key(a).cmp(key(b)));
-            if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
-                return None;
-            }
+        if key_order(members, out.as_bytes())? {
             let written = out[body..].to_owned();
             out.truncate(body);
             for (i, &(start, _, end)) in members.iter().enumerate() {
@@ -320,6 +315,21 @@ impl<'t> Canonicalizer<'t> {
         out.push_str(&canonical_number(literal)?);
         Some(())
     }
+}
+
+/// An object's members, `(start, key_end, end)` offsets in `out` of `"key"` and of
+/// `"key":value`, put in key order: `Some(true)` when they were not in it (the caller writes them
+/// again), `None` for a duplicate key (which the readers leave to `serde_json`).
+pub(crate) fn key_order(members: &mut [(usize, usize, usize)], out: &[u8]) -> Option<bool> {
+    let key = |(start, key_end, _): (usize, usize, usize)| &out[start + 1..key_end - 1];
+    if members.windows(2).all(|pair| key(pair[0]) < key(pair[1])) {
+        return Some(false);
+    }
+    members.sort_by(|&a, &b| key(a).cmp(key(b)));
+    if members.windows(2).any(|pair| key(pair[0]) == key(pair[1])) {
+        return None;
+    }
+    Some(true)
 }
 
 /// The byte source of the one-pass JSON readers: the text itself ([`Canonicalizer`]) or its
