@@ -32,7 +32,6 @@
 
 use std::future::Future;
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,7 +51,7 @@ use super::config::{BatchLimits, LoaderSettings};
 use super::{Doc, Origin, Outcome, Sink, SinkError};
 use crate::badrow::{BadRow, BadRowType};
 use crate::stream::metrics::{self, Exposition};
-use crate::stream::{OffsetTracker, Ticket};
+use crate::stream::{OffsetTracker, StreamError, Ticket};
 
 /// The environment variable of the test-only fault hook (see the module doc).
 const ABORT_AFTER_WRITE: &str = "PLOWLINE_LOADER_TEST_ABORT_AFTER_WRITE";
@@ -67,26 +66,10 @@ pub enum LoaderError {
     /// The sink stopped.
     #[error(transparent)]
     Sink(#[from] SinkError),
-    /// A Kafka client could not be created or subscribed.
-    #[error("kafka {what} (brokers {brokers})")]
-    Kafka {
-        /// What was being done.
-        what: &'static str,
-        /// The bootstrap brokers.
-        brokers: String,
-        /// Why.
-        #[source]
-        source: KafkaError,
-    },
-    /// The metrics endpoint could not listen.
-    #[error("cannot listen on metrics.listen {addr}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A Kafka client could not be created or subscribed, or the metrics endpoint could not
+    /// listen: the same failures as the processor's streaming mode.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
     /// The input file or the bad-row file failed.
     #[error("{what}")]
     Io {
@@ -513,22 +496,8 @@ pub async fn run_kafka<S: Sink + Clone>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, LoaderError> {
     let kafka = &settings.kafka;
-    let kafka_error = |what: &'static str| {
-        let brokers = kafka.brokers.clone();
-        move |source| LoaderError::Kafka {
-            what,
-            brokers,
-            source,
-        }
-    };
-    let (listener, addr) = metrics::bind(settings.metrics_listen)
-        .await
-        .map_err(|source| LoaderError::Metrics {
-            addr: settings.metrics_listen,
-            source,
-        })?;
-    let server = tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
-    tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+    let kafka_error = |what| StreamError::kafka(what, &kafka.brokers);
+    let server = metrics::start(settings.metrics_listen, Arc::clone(&metrics)).await?;
     let mut idle = sinks(sink).await?;
 
     let mut consumer_config = ClientConfig::new();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::StreamError;
 use crate::badrow::BadRowType;
 
 /// Counters and gauges, shared by the consumer loop, the delivery tasks and the HTTP server.
@@ -135,6 +136,20 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
+}
+
+/// Binds `listen` and serves `metrics` there from a task of its own (abort it to stop), logging
+/// the address once it listens: what every long-running mode of the processor does first.
+pub async fn start<M: Exposition>(
+    listen: SocketAddr,
+    metrics: Arc<M>,
+) -> Result<tokio::task::JoinHandle<()>, StreamError> {
+    let (listener, addr) = bind(listen).await.map_err(|source| StreamError::Metrics {
+        addr: listen,
+        source,
+    })?;
+    tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+    Ok(tokio::spawn(serve(listener, metrics)))
 }
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.

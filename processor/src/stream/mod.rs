@@ -88,6 +88,19 @@ pub enum StreamError {
     },
 }
 
+impl StreamError {
+    /// The error of a Kafka client call (for `map_err`): what was being done, against which
+    /// bootstrap brokers.
+    pub(crate) fn kafka(what: &'static str, brokers: &str) -> impl FnOnce(KafkaError) -> Self {
+        let brokers = brokers.to_owned();
+        move |source| StreamError::Kafka {
+            what,
+            brokers,
+            source,
+        }
+    }
+}
+
 /// What a run did, returned at shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -283,24 +296,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, StreamError> {
     let kafka = &config.kafka;
-    let kafka_error = |what: &'static str| {
-        let brokers = kafka.brokers.clone();
-        move |source| StreamError::Kafka {
-            what,
-            brokers,
-            source,
-        }
-    };
+    let kafka_error = |what| StreamError::kafka(what, &kafka.brokers);
     let metrics = Arc::new(Metrics::new());
-    let (listener, metrics_addr) =
-        metrics::bind(config.metrics_listen)
-            .await
-            .map_err(|source| StreamError::Metrics {
-                addr: config.metrics_listen,
-                source,
-            })?;
-    let server = tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
-    tracing::info!(addr = %metrics_addr, "metrics endpoint listening (/metrics, /healthz)");
+    let server = metrics::start(config.metrics_listen, Arc::clone(&metrics)).await?;
 
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let (consumer_config, producer_config) = client_configs(config);
