@@ -20,11 +20,14 @@
 //! per process and best-effort: it rebuilds itself after a restart.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use plowline_collector::tracker::{form_decode_into, Param, Params, SchemaKey, SelfDescribing};
+use plowline_collector::tracker::{
+    form_decode_into, Param, Params, SchemaKey, SelfDescribing, Uuid,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -45,7 +48,7 @@ pub struct FingerprintConfig {
     #[serde(default = "default_enabled")]
     pub enabled: bool,
     /// How many distinct recent fingerprints the duplicate window remembers; 0 turns the window
-    /// off. About 100 bytes each. Default 100000.
+    /// off. About 70 bytes each. Default 100000.
     #[serde(default = "default_window")]
     pub window: usize,
 }
@@ -77,26 +80,73 @@ pub struct Fingerprint {
 /// for each.
 #[derive(Debug)]
 struct Window {
-    seen: HashMap<[u8; 16], Option<Box<str>>, BuildHasherDefault<DigestHasher>>,
+    seen: HashMap<[u8; 16], FirstId, BuildHasherDefault<DigestHasher>>,
     order: VecDeque<[u8; 16]>,
     capacity: usize,
 }
 
 impl Window {
     /// Remembers `print` for `event_id`; returns the earlier entry when `print` was already there.
-    fn check(&mut self, print: [u8; 16], event_id: Option<&str>) -> Option<Option<Box<str>>> {
-        if let Some(first) = self.seen.get(&print) {
-            return Some(first.clone());
-        }
-        if self.order.len() >= self.capacity {
+    fn check(&mut self, print: [u8; 16], event_id: Option<&str>) -> Option<FirstId> {
+        // One probe of the table finds the print or the slot for it.
+        match self.seen.entry(print) {
+            Entry::Occupied(first) => return Some(first.get().clone()),
+            Entry::Vacant(slot) => slot.insert(FirstId::new(event_id)),
+        };
+        self.order.push_back(print);
+        if self.order.len() > self.capacity {
             if let Some(oldest) = self.order.pop_front() {
                 self.seen.remove(&oldest);
             }
         }
-        self.order.push_back(print);
-        self.seen.insert(print, event_id.map(Box::from));
         None
     }
+}
+
+/// The event id first seen with a fingerprint. Event ids are UUIDs in their canonical form
+/// (lower-case 8-4-4-4-12) but for a tracker's own odd `eid`: those are kept as their 16 bytes,
+/// in the window's table itself, rather than as a string allocated for each event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FirstId {
+    /// The event had no id.
+    None,
+    /// A UUID whose canonical form is the id.
+    Uuid(Uuid),
+    /// Any other id, as it was.
+    Other(Box<str>),
+}
+
+impl FirstId {
+    fn new(id: Option<&str>) -> FirstId {
+        match id {
+            None => FirstId::None,
+            Some(id) => canonical_uuid(id).map_or_else(|| FirstId::Other(id.into()), FirstId::Uuid),
+        }
+    }
+
+    /// Whether this is `id`: not when either is absent.
+    fn is(&self, id: Option<&str>) -> bool {
+        match (self, id) {
+            (FirstId::Uuid(first), Some(id)) => canonical_uuid(id) == Some(*first),
+            (FirstId::Other(first), Some(id)) => **first == *id,
+            _ => false,
+        }
+    }
+
+    /// The id as it was.
+    fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            FirstId::None => None,
+            FirstId::Uuid(uuid) => Some(Cow::Owned(uuid.to_string())),
+            FirstId::Other(id) => Some(Cow::Borrowed(id)),
+        }
+    }
+}
+
+/// The UUID that `id` is the canonical form of: [`Uuid`] displays lower-case, so an id with
+/// upper-case digits is not one (it is kept as it was).
+fn canonical_uuid(id: &str) -> Option<Uuid> {
+    Uuid::parse(id).filter(|_| !id.bytes().any(|b| b.is_ascii_uppercase()))
 }
 
 /// Hashes a window key by its first eight bytes: the keys are SHA-256 output already, uniform
@@ -121,8 +171,11 @@ impl Fingerprint {
     pub fn new(config: &FingerprintConfig) -> Fingerprint {
         let window = (config.window > 0).then(|| {
             Mutex::new(Window {
+                // Room for twice the window (up to a first size): each eviction leaves a
+                // tombstone in the table, and when they have used up its spare room, a table
+                // at most half full is rehashed in place, a fuller one doubled.
                 seen: HashMap::with_capacity_and_hasher(
-                    config.window.min(1 << 16),
+                    2 * config.window.min(1 << 16),
                     BuildHasherDefault::default(),
                 ),
                 order: VecDeque::with_capacity(config.window.min(1 << 16)),
@@ -144,10 +197,10 @@ impl Fingerprint {
                 .unwrap_or_else(PoisonError::into_inner)
                 .check(key, event.event_id.as_deref());
             if let Some(first_id) = earlier {
-                if first_id.is_none() || first_id.as_deref() != event.event_id.as_deref() {
+                if !first_id.is(event.event_id.as_deref()) {
                     event
                         .derived_contexts
-                        .push(duplicate_context(&hex, first_id.as_deref()));
+                        .push(duplicate_context(&hex, first_id.text().as_deref()));
                 }
             }
         }
@@ -447,6 +500,55 @@ mod tests {
         let mut late = event("id-5");
         fp.apply(&mut late, &hit);
         assert!(late.derived_contexts.is_empty());
+    }
+
+    #[test]
+    fn keeps_first_ids_exactly() {
+        let fp = Fingerprint::new(&FingerprintConfig::default());
+        let ids = [
+            "c6ef3124-b53a-4b13-a233-0088f79dcbcb",
+            "C6EF3124-B53A-4B13-A233-0088F79DCBCB",
+            "not-a-uuid",
+            "c6ef3124b53a4b13a2330088f79dcbcb",
+        ];
+        for (n, first) in ids.into_iter().enumerate() {
+            let hit = params(&[("e", "pv"), ("n", ["0", "1", "2", "3"][n])]);
+            let mut original = event(first);
+            fp.apply(&mut original, &hit);
+            assert!(original.derived_contexts.is_empty());
+            // Redelivered: not flagged.
+            let mut again = event(first);
+            fp.apply(&mut again, &hit);
+            assert!(again.derived_contexts.is_empty(), "{first}");
+            // Sent again under every other id, and under none: flagged with the first id as it was.
+            for other in ids
+                .iter()
+                .filter(|&&id| id != first)
+                .map(|&id| Some(id))
+                .chain([None])
+            {
+                let mut twin = EnrichedEvent {
+                    event_id: other.map(Into::into),
+                    ..EnrichedEvent::default()
+                };
+                fp.apply(&mut twin, &hit);
+                assert_eq!(twin.derived_contexts.len(), 1, "{first} then {other:?}");
+                assert_eq!(
+                    twin.derived_contexts[0].data,
+                    json!({"fingerprint": original.event_fingerprint.clone().unwrap(), "originalEventId": first})
+                );
+            }
+        }
+        // First seen without an id: every later copy is flagged, with a null first id.
+        let hit = params(&[("e", "pv"), ("n", "none")]);
+        let mut original = EnrichedEvent::default();
+        fp.apply(&mut original, &hit);
+        let mut copy = EnrichedEvent::default();
+        fp.apply(&mut copy, &hit);
+        assert_eq!(
+            copy.derived_contexts[0].data,
+            json!({"fingerprint": original.event_fingerprint.unwrap(), "originalEventId": null})
+        );
     }
 
     #[test]
