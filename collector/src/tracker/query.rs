@@ -384,7 +384,7 @@ fn form_decode<'a>(raw: &'a [u8], escaped: bool, text: Option<&'a str>) -> (Cow<
 /// Form-decodes text that holds a `%` or `+`; returns the text and whether it was invalid UTF-8.
 fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
     let mut bytes = vec![0; raw.len()];
-    let len = form_decode_into(raw, &mut bytes);
+    let len = decode_into(raw, &mut bytes);
     bytes.truncate(len);
     match String::from_utf8(bytes) {
         Ok(text) => (text, false),
@@ -401,6 +401,13 @@ fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
 ///
 /// When `out` is shorter than `raw`.
 pub fn form_decode_into(raw: &[u8], out: &mut [u8]) -> usize {
+    decode_into(raw, out)
+}
+
+/// [`form_decode_into`], inlined into the parser's own decoding ([`form_decode_escaped`]), which
+/// runs for most escaped values of every hit.
+#[inline(always)]
+fn decode_into(raw: &[u8], out: &mut [u8]) -> usize {
     // Values that need decoding are often dense with escapes (a percent-encoded JSON `co` is
     // about one escape in three bytes): one pass over the bytes, with the hex digits read from a
     // table. The text between escapes is copied eight bytes at a time: a word is stored whole and
