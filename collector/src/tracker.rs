@@ -69,7 +69,7 @@ pub use iglu::{
     SelfDescribing, SelfDescribingError,
 };
 pub use json_text::JsonText;
-pub use query::{parse_query, Param, Params};
+pub use query::{form_decode_into, parse_query, Param, Params};
 pub use scalar::{Decimal, Dimensions, Uuid};
 pub use tp2::{parse_tp2, Tp2Error};
 pub use violation::{Violation, ViolationClass, ViolationKind, VIOLATION_VALUE_MAX_BYTES};

@@ -79,6 +79,18 @@ impl<'a> Param<'a> {
             }
     }
 
+    /// The value's text when it is at hand without decoding (it needed none, or was asked for
+    /// already), else its [form-encoded](Param::form_encoded) text. For a reader that can decode
+    /// on its way ([`form_decode_into`]) and so needs no decoded copy of a long value.
+    pub fn value_or_encoded(&self) -> Result<&str, &'a [u8]> {
+        match &self.value {
+            Text::Decoded(text, _) => Ok(text),
+            Text::Encoded(encoded, decoded) => {
+                decoded.get().map(|(text, _)| &**text).ok_or(encoded)
+            }
+        }
+    }
+
     /// The value as it was sent in a query string, `+` and `%XX` still in it, when it holds any
     /// (`None` for a value that needed no decoding, and for tp2). Its decoded text is
     /// [`value`](Param::value).
@@ -371,18 +383,42 @@ fn form_decode<'a>(raw: &'a [u8], escaped: bool, text: Option<&'a str>) -> (Cow<
 
 /// Form-decodes text that holds a `%` or `+`; returns the text and whether it was invalid UTF-8.
 fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
-    // Values that need decoding are often dense with escapes (a percent-encoded JSON `co` is
-    // about one escape in three bytes): one pass over the bytes, writing into a buffer sized for
-    // the worst case (decoding never grows the text), with the hex digits read from a table. The
-    // text between escapes is copied eight bytes at a time: a word is stored whole and the write
-    // position advanced only to its first `%` or `+`, which the next store overwrites.
     let mut bytes = vec![0; raw.len()];
+    let len = decode_into(raw, &mut bytes);
+    bytes.truncate(len);
+    match String::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(err) => (String::from_utf8_lossy(err.as_bytes()).into_owned(), true),
+    }
+}
+
+/// Form-decodes `raw` (`+` is a space, `%XX` a byte, a `%` without two hex digits after it kept
+/// literally) into the start of `out`, and returns the decoded length. Decoding never grows the
+/// text, so `out` needs `raw.len()` bytes; it is filled with the decoded bytes as they are, not
+/// checked as UTF-8 (what [`Param::value`] then does to invalid sequences is up to the caller).
+///
+/// # Panics
+///
+/// When `out` is shorter than `raw`.
+pub fn form_decode_into(raw: &[u8], out: &mut [u8]) -> usize {
+    decode_into(raw, out)
+}
+
+/// [`form_decode_into`], inlined into the parser's own decoding ([`form_decode_escaped`]), which
+/// runs for most escaped values of every hit.
+#[inline(always)]
+fn decode_into(raw: &[u8], out: &mut [u8]) -> usize {
+    // Values that need decoding are often dense with escapes (a percent-encoded JSON `co` is
+    // about one escape in three bytes): one pass over the bytes, with the hex digits read from a
+    // table. The text between escapes is copied eight bytes at a time: a word is stored whole and
+    // the write position advanced only to its first `%` or `+`, which the next store overwrites.
+    let out = &mut out[..raw.len()];
     let mut len = 0;
     let mut i = 0;
     loop {
         if let Some(word) = raw.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-            // `len` never passes `i`, so the eight bytes fit in `bytes` as they do in `raw`.
-            bytes[len..len + 8].copy_from_slice(&word);
+            // `len` never passes `i`, so the eight bytes fit in `out` as they do in `raw`.
+            out[len..len + 8].copy_from_slice(&word);
             let word = u64::from_le_bytes(word);
             let run = swar::first(swar::equal(word, b'%') | swar::equal(word, b'+'));
             (i, len) = (i + run, len + run);
@@ -392,7 +428,7 @@ fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
         }
         let Some(&b) = raw.get(i) else { break };
         i += 1;
-        bytes[len] = match b {
+        out[len] = match b {
             b'+' => b' ',
             b'%' => match raw.get(i..i + 2).and_then(|d| crate::hex::pair(d[0], d[1])) {
                 Some(decoded) => {
@@ -405,11 +441,7 @@ fn form_decode_escaped(raw: &[u8]) -> (String, bool) {
         };
         len += 1;
     }
-    bytes.truncate(len);
-    match String::from_utf8(bytes) {
-        Ok(text) => (text, false),
-        Err(err) => (String::from_utf8_lossy(err.as_bytes()).into_owned(), true),
-    }
+    len
 }
 
 #[cfg(test)]
@@ -469,6 +501,24 @@ mod tests {
         let params = parse_query(b"se_la=a+b%2Bc%26d%3De%09tab%22q%22&k%65y=%C3%A9t%C3%A9");
         assert_eq!(params.get("se_la"), Some("a b+c&d=e\ttab\"q\""));
         assert_eq!(params.get("key"), Some("été"));
+    }
+
+    #[test]
+    fn decodes_into_a_buffer() {
+        let mut out = [0xaa; 24];
+        let len = form_decode_into(b"a+b%2Fc%zz%C3%A9%4", &mut out);
+        assert_eq!(&out[..len], "a b/c%zz\u{e9}%4".as_bytes());
+        assert_eq!(form_decode_into(b"", &mut []), 0);
+    }
+
+    #[test]
+    fn value_or_encoded_gives_what_is_at_hand() {
+        let params = parse_query(b"page=Home&url=https%3A%2F%2Fa%2F");
+        assert_eq!(params.param("page").unwrap().value_or_encoded(), Ok("Home"));
+        let url = params.param("url").unwrap();
+        assert_eq!(url.value_or_encoded(), Err(&b"https%3A%2F%2Fa%2F"[..]));
+        assert_eq!(url.value(), "https://a/");
+        assert_eq!(url.value_or_encoded(), Ok("https://a/"));
     }
 
     #[test]

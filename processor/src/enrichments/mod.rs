@@ -201,14 +201,17 @@ impl crate::pipeline::Enrich for Enrichments {
 }
 
 /// Lower-case hexadecimal of `bytes`.
+///
+/// Written as bytes into a buffer of the final size and checked as UTF-8 once, rather than
+/// pushed as `char`s, each of which would go through UTF-8 encoding and a capacity check.
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    let mut out = vec![0; bytes.len() * 2];
+    for (digits, &byte) in out.chunks_exact_mut(2).zip(bytes) {
+        digits[0] = DIGITS[usize::from(byte >> 4)];
+        digits[1] = DIGITS[usize::from(byte & 0xf)];
     }
-    out
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Builds an enrichment when it is enabled.
