@@ -366,7 +366,7 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Ve
     let mut failures = Vec::new();
     let e = event;
     e.event = Some(Cow::Borrowed(raw.event.as_str()));
-    e.event_id = raw.event_id.as_ref().map(uuid_string);
+    e.event_id = uuid_field(raw.event_id.as_ref(), raw.event_id_text);
     e.app_id = text(raw.app_id);
     e.platform = Some(Cow::Borrowed(raw.platform.as_str()));
     e.name_tracker = text(raw.name_tracker);
@@ -387,7 +387,7 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Ve
     e.txn_id = int(raw.txn_id);
     e.user_id = text(raw.user_id);
     e.domain_userid = text(raw.domain_userid);
-    e.domain_sessionid = raw.domain_sessionid.as_ref().map(uuid_string);
+    e.domain_sessionid = uuid_field(raw.domain_sessionid.as_ref(), raw.domain_sessionid_text);
     e.domain_sessionidx = int(raw.domain_sessionidx);
     if let Some(nuid) = raw.network_userid_param() {
         e.network_userid = Some(Cow::Borrowed(nuid));
@@ -538,6 +538,15 @@ impl<'p> UrlFields<'p> {
             query: parts.query.map(&text),
             fragment: parts.fragment.map(&text),
         }
+    }
+}
+
+/// A UUID field: the tracker's text when it is already canonical (no copy), else the UUID
+/// formatted.
+fn uuid_field<'p>(uuid: Option<&Uuid>, canonical: Option<&'p str>) -> Option<Cow<'p, str>> {
+    match canonical {
+        Some(text) => Some(Cow::Borrowed(text)),
+        None => uuid.map(uuid_string),
     }
 }
 

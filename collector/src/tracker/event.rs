@@ -207,6 +207,10 @@ pub struct RawEvent<'p> {
     /// `eid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<Uuid>,
+    /// `eid` as sent when that is already the canonical (lower-case) text of `event_id`: the
+    /// processor then borrows it instead of formatting the UUID again.
+    #[serde(skip)]
+    pub event_id_text: Option<&'p str>,
     /// `tna`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name_tracker: Option<&'p str>,
@@ -245,6 +249,10 @@ pub struct RawEvent<'p> {
     /// `sid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain_sessionid: Option<Uuid>,
+    /// `sid` as sent when that is already the canonical (lower-case) text of
+    /// `domain_sessionid` (see `event_id_text`).
+    #[serde(skip)]
+    pub domain_sessionid_text: Option<&'p str>,
     /// `vid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain_sessionidx: Option<u32>,
@@ -473,6 +481,24 @@ const EXPECT_FLAG: &str = "1 or 0";
 const EXPECT_EVENT: &str = "an event type: pv, pp, se, ue, tr, ti (legacy ad, ev)";
 const EXPECT_PLATFORM: &str = "a platform: web, mob, pc, srv, app, tv, cnsl, iot, headset";
 
+/// A UUID parameter: the UUID, and its text too when that is already canonical (see
+/// [`is_lower_case_uuid`]).
+fn parse_uuid(text: &str) -> Option<(Uuid, Option<&str>)> {
+    let uuid = Uuid::parse(text)?;
+    Some((uuid, is_lower_case_uuid(text).then_some(text)))
+}
+
+/// Whether the text of a parsed UUID (hex digits and hyphens) has no upper-case digit, so that
+/// it is the UUID's canonical form. `A`–`F` are the only bytes of such a text with bit 6 set and
+/// bit 5 clear; the test of every byte without branches is a few vector instructions.
+fn is_lower_case_uuid(text: &str) -> bool {
+    let Ok(bytes) = <&[u8; 36]>::try_from(text.as_bytes()) else {
+        return false;
+    };
+    let upper = bytes.iter().fold(0, |acc, &b| acc | (b & !(b << 1)));
+    upper & 0x40 == 0
+}
+
 /// The non-empty text of a slot.
 fn text<'p>(slot: Slot<'p>) -> Option<&'p str> {
     slot.map(Param::value).filter(|v| !v.is_empty())
@@ -628,7 +654,7 @@ impl<'p> RawEvent<'p> {
         // An `eid` that is not a UUID is not the event's identity: it is reported as a warning and
         // the processor derives a deterministic id instead (DESIGN.md, "event_id").
         let event_id = match text(s.eid) {
-            Some(value) => Uuid::parse(value).or_else(|| {
+            Some(value) => parse_uuid(value).or_else(|| {
                 d.warnings.push(Violation::new(
                     "eid",
                     Some(value),
@@ -652,7 +678,7 @@ impl<'p> RawEvent<'p> {
         let dvce_sent_tstamp = d.parse(s.stm, parse_timestamp_ms, EXPECT_TIMESTAMP);
         let true_tstamp = d.parse(s.ttm, parse_timestamp_ms, EXPECT_TIMESTAMP);
         let txn_id = d.parse(s.tid, parse_unsigned, EXPECT_UNSIGNED);
-        let domain_sessionid = d.parse(s.sid, Uuid::parse, EXPECT_UUID);
+        let domain_sessionid = d.parse(s.sid, parse_uuid, EXPECT_UUID);
         let domain_sessionidx = d.parse(s.vid, parse_unsigned, EXPECT_UNSIGNED);
         let br_colordepth = d.parse(s.cd, parse_unsigned, EXPECT_UNSIGNED);
         let br_cookies = d.parse(s.cookie, parse_flag, EXPECT_FLAG);
@@ -704,7 +730,8 @@ impl<'p> RawEvent<'p> {
         };
         Ok(RawEvent {
             event,
-            event_id,
+            event_id: event_id.map(|(uuid, _)| uuid),
+            event_id_text: event_id.and_then(|(_, text)| text),
             name_tracker: text(s.tna),
             app_id: text(s.aid),
             platform,
@@ -717,7 +744,8 @@ impl<'p> RawEvent<'p> {
             txn_id,
             user_id: text(s.uid),
             domain_userid: text(s.duid),
-            domain_sessionid,
+            domain_sessionid: domain_sessionid.map(|(uuid, _)| uuid),
+            domain_sessionid_text: domain_sessionid.and_then(|(_, text)| text),
             domain_sessionidx,
             network_userid: text(s.nuid),
             tracker_network_userid: text(s.tnuid),
@@ -1342,6 +1370,17 @@ mod tests {
             f_pdf="true": expected 1 or 0
         "#]]
         .assert_eq(&lines(&third.violations));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_uuid_text_is_kept_exactly_when_it_is_the_canonical_form(
+            text in "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        ) {
+            let (uuid, kept) = parse_uuid(&text).unwrap();
+            let canonical = uuid.to_string();
+            proptest::prop_assert_eq!(kept, (text == canonical).then_some(text.as_str()));
+        }
     }
 
     proptest::proptest! {
