@@ -17,17 +17,19 @@ use crate::event::FieldVisitor;
 use crate::EnrichedEvent;
 
 /// Appends `event` as one JSON object (no line break) to `out`.
+///
+/// Every member is written after a comma, and the comma before the first one then becomes the
+/// object's `{`: no member has to ask whether it is the first.
 pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
-    out.push(b'{');
+    let start = out.len();
     let mut writer = Atomic {
         out,
-        first: true,
         dates: DateTimes::default(),
     };
     event.visit(&mut writer);
-    let Atomic { out, mut first, .. } = writer;
+    let Atomic { out, .. } = writer;
     if let (Some(lat), Some(lon)) = (event.geo_latitude, event.geo_longitude) {
-        key(out, &mut first, "geo_location");
+        key(out, "geo_location");
         out.push(b'"');
         write_f64(lat, out);
         out.push(b',');
@@ -35,14 +37,17 @@ pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
         out.push(b'"');
     }
     if let Some(unstruct) = &event.unstruct_event {
-        out.extend_from_slice(if first { b"\"" } else { b",\"" });
-        first = false;
+        out.extend_from_slice(b",\"");
         flat_key("unstruct_event_", &unstruct.schema, out);
         out.extend_from_slice(b"\":");
         out.extend_from_slice(unstruct.data.as_str().as_bytes());
     }
     if !event.contexts.is_empty() || !event.derived_contexts.is_empty() {
-        write_contexts(event, first, out);
+        write_contexts(event, out);
+    }
+    match out.get_mut(start) {
+        Some(comma) => *comma = b'{',
+        None => out.push(b'{'),
     }
     out.push(b'}');
 }
@@ -57,8 +62,8 @@ struct Grouping {
 }
 
 /// Appends the entities of `contexts` and `derived_contexts` grouped by flattened key, in order
-/// of first appearance: `"contexts_…":[data,…]` per group (`first`: no member written yet).
-fn write_contexts(event: &EnrichedEvent, mut first: bool, out: &mut Vec<u8>) {
+/// of first appearance: `,"contexts_…":[data,…]` per group.
+fn write_contexts(event: &EnrichedEvent, out: &mut Vec<u8>) {
     thread_local! {
         static GROUPING: RefCell<Grouping> = RefCell::default();
     }
@@ -91,8 +96,7 @@ fn write_contexts(event: &EnrichedEvent, mut first: bool, out: &mut Vec<u8>) {
             }
         }
         for (group, range) in groups.iter().enumerate() {
-            out.extend_from_slice(if first { b"\"" } else { b",\"" });
-            first = false;
+            out.extend_from_slice(b",\"");
             out.extend_from_slice(&keys[range.clone()]);
             out.extend_from_slice(b"\":[");
             let members = entities()
@@ -182,22 +186,16 @@ fn snake_case(name: &str, out: &mut Vec<u8>) {
 /// Writes the atomic fields; contexts and the unstruct event are flattened afterwards.
 struct Atomic<'o> {
     out: &'o mut Vec<u8>,
-    first: bool,
     dates: DateTimes,
 }
 
-/// Appends `"name":`, after a comma unless it is the first member.
+/// Appends `,"name":` (the first member's comma becomes the `{`, see [`write_json_event`]).
 ///
 /// Always inlined, like the visitor methods that call it: `EnrichedEvent::visit` passes each
 /// name as a constant, so the copies become a few moves instead of calls to `memcpy`.
 #[inline(always)]
-fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
-    // Pushed byte by byte: a separator of one or two bytes would be a copy of variable length.
-    if !*first {
-        out.push(b',');
-    }
-    *first = false;
-    out.push(b'"');
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
 }
@@ -206,7 +204,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn text(&mut self, name: &'static str, value: Option<&str>) {
         if let Some(value) = value {
-            key(self.out, &mut self.first, name);
+            key(self.out, name);
             write_str(value, self.out);
         }
     }
@@ -214,7 +212,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn int(&mut self, name: &'static str, value: Option<i32>) {
         if let Some(value) = value {
-            key(self.out, &mut self.first, name);
+            key(self.out, name);
             self.out
                 .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         }
@@ -223,7 +221,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn decimal(&mut self, name: &'static str, value: Option<f64>) {
         if let Some(value) = value {
-            key(self.out, &mut self.first, name);
+            key(self.out, name);
             if value.is_finite() {
                 write_f64(value, self.out);
             } else {
@@ -235,7 +233,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn boolean(&mut self, name: &'static str, value: Option<bool>) {
         if let Some(value) = value {
-            key(self.out, &mut self.first, name);
+            key(self.out, name);
             self.out
                 .extend_from_slice(if value { b"true" } else { b"false" });
         }
@@ -244,7 +242,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn tstamp(&mut self, name: &'static str, value: Option<i64>) {
         if let Some(value) = value {
-            key(self.out, &mut self.first, name);
+            key(self.out, name);
             self.out.push(b'"');
             self.dates.write(value, b'T', self.out);
             self.out.extend_from_slice(b"Z\"");
