@@ -406,9 +406,12 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Ve
     e.page_title = text(raw.page_title);
     e.br_lang = text(raw.br_lang);
     e.doc_charset = text(raw.doc_charset);
-    e.br_colordepth = raw
-        .br_colordepth
-        .map(|cd| Cow::Owned(itoa::Buffer::new().format(cd).to_owned()));
+    e.br_colordepth = match raw.br_colordepth_text {
+        Some(text) => Some(Cow::Borrowed(text)),
+        None => raw
+            .br_colordepth
+            .map(|cd| Cow::Owned(itoa::Buffer::new().format(cd).to_owned())),
+    };
     e.br_cookies = raw.br_cookies;
     if let Some(d) = raw.dvce_screen {
         (e.dvce_screenwidth, e.dvce_screenheight) = (int(Some(d.width)), int(Some(d.height)));

@@ -289,6 +289,10 @@ pub struct RawEvent<'p> {
     /// `cd`, bits per pixel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub br_colordepth: Option<u32>,
+    /// `cd` as sent when that is already the canonical decimal text of `br_colordepth` (no
+    /// leading zero): the processor then borrows it instead of writing the number again.
+    #[serde(skip)]
+    pub br_colordepth_text: Option<&'p str>,
     /// `cookie`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub br_cookies: Option<bool>,
@@ -488,6 +492,14 @@ fn parse_uuid(text: &str) -> Option<(Uuid, Option<&str>)> {
     Some((uuid, is_lower_case_uuid(text).then_some(text)))
 }
 
+/// An unsigned parameter: the number, and its text too when that is already how the number is
+/// written (no leading zero).
+fn parse_canonical_unsigned(text: &str) -> Option<(u32, Option<&str>)> {
+    let n = parse_unsigned(text)?;
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    Some((n, (!leading_zero).then_some(text)))
+}
+
 /// Whether the text of a parsed UUID (hex digits and hyphens) has no upper-case digit, so that
 /// it is the UUID's canonical form. `A`–`F` are the only bytes of such a text with bit 6 set and
 /// bit 5 clear; the test of every byte without branches is a few vector instructions.
@@ -680,7 +692,7 @@ impl<'p> RawEvent<'p> {
         let txn_id = d.parse(s.tid, parse_unsigned, EXPECT_UNSIGNED);
         let domain_sessionid = d.parse(s.sid, parse_uuid, EXPECT_UUID);
         let domain_sessionidx = d.parse(s.vid, parse_unsigned, EXPECT_UNSIGNED);
-        let br_colordepth = d.parse(s.cd, parse_unsigned, EXPECT_UNSIGNED);
+        let br_colordepth = d.parse(s.cd, parse_canonical_unsigned, EXPECT_UNSIGNED);
         let br_cookies = d.parse(s.cookie, parse_flag, EXPECT_FLAG);
         let dvce_screen = d.parse(s.res, Dimensions::parse, EXPECT_DIMENSIONS);
         let br_view = d.parse(s.vp, Dimensions::parse, EXPECT_DIMENSIONS);
@@ -757,7 +769,8 @@ impl<'p> RawEvent<'p> {
             page_title: text(s.page),
             br_lang: text(s.lang),
             doc_charset: text(s.cs),
-            br_colordepth,
+            br_colordepth: br_colordepth.map(|(n, _)| n),
+            br_colordepth_text: br_colordepth.and_then(|(_, text)| text),
             br_cookies,
             dvce_screen,
             br_view,
@@ -1370,6 +1383,16 @@ mod tests {
             f_pdf="true": expected 1 or 0
         "#]]
         .assert_eq(&lines(&third.violations));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_unsigned_text_is_kept_exactly_when_it_is_the_canonical_form(text in "[0-9]{1,12}") {
+            if let Some((n, kept)) = parse_canonical_unsigned(&text) {
+                let canonical = n.to_string();
+                proptest::prop_assert_eq!(kept, (text == canonical).then_some(text.as_str()));
+            }
+        }
     }
 
     proptest::proptest! {
