@@ -200,12 +200,20 @@ fn key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
+/// Appends `,"name":"`, the start of a member whose value is a string.
+#[inline(always)]
+fn key_and_quote(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+}
+
 impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn text(&mut self, name: &'static str, value: Option<&str>) {
         if let Some(value) = value {
-            key(self.out, name);
-            write_str(value, self.out);
+            key_and_quote(self.out, name);
+            write_str_after_quote(value, self.out);
         }
     }
 
@@ -242,8 +250,7 @@ impl FieldVisitor for Atomic<'_> {
     #[inline(always)]
     fn tstamp(&mut self, name: &'static str, value: Option<i64>) {
         if let Some(value) = value {
-            key(self.out, name);
-            self.out.push(b'"');
+            key_and_quote(self.out, name);
             self.dates.write(value, b'T', self.out);
             self.out.extend_from_slice(b"Z\"");
         }
@@ -326,12 +333,29 @@ fn needs_no_escape(bytes: &[u8]) -> bool {
 /// Appends `text` as a JSON string, quotes included.
 pub fn write_str(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
+    write_str_after_quote(text, out);
+}
+
+/// Appends `text` as the rest of a JSON string whose opening quote is written: its characters,
+/// escaped, then the closing quote.
+///
+/// Always inlined into the writer of each text field, which writes the opening quote with the
+/// field's name: an event has dozens of short texts, and the call of a function that does so
+/// little cost more than its work. Texts that need escaping take [`write_escaped`].
+#[inline(always)]
+fn write_str_after_quote(text: &str, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
     if needs_no_escape(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
-        return;
+    } else {
+        write_escaped(bytes, out);
     }
+}
+
+/// Appends `bytes` with JSON's escapes, then the closing quote.
+#[inline(never)]
+fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
