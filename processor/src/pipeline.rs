@@ -625,6 +625,42 @@ pub struct UrlParts<'a> {
     pub fragment: Option<&'a str>,
 }
 
+/// Where a URL's authority ends (its first `/`, `?` or `#`) and its last `@` and `:` before
+/// that end.
+#[derive(Debug, PartialEq)]
+struct AuthorityMarks {
+    end: usize,
+    last_at: Option<usize>,
+    last_colon: Option<usize>,
+}
+
+/// The [`AuthorityMarks`] of `rest`, the URL after `scheme://`, in one scan: an authority is a
+/// few bytes, and rarely holds an `@` or `:`, so the scan mostly stops once, at its end.
+fn authority_marks(rest: &[u8]) -> AuthorityMarks {
+    let mut marks = AuthorityMarks {
+        end: rest.len(),
+        last_at: None,
+        last_colon: None,
+    };
+    let mut from = 0;
+    while let Some(i) = rest[from..]
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b'@' | b':'))
+    {
+        let at = from + i;
+        match rest[at] {
+            b'@' => marks.last_at = Some(at),
+            b':' => marks.last_colon = Some(at),
+            _ => {
+                marks.end = at;
+                break;
+            }
+        }
+        from = at + 1;
+    }
+    marks
+}
+
 /// Splits `scheme://[userinfo@]host[:port][/path][?query][#fragment]`. `None` without a scheme
 /// (`[A-Za-z][A-Za-z0-9+.-]*`), without a host, or with a port that is not a number up to 65535.
 pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
@@ -641,10 +677,8 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
     // The authority ends at the first `/`, `?` or `#`, the path at the next `?` or `#` (both
     // short: a plain scan); only the query, often the longest part, is searched for its `#`.
     let bytes = rest.as_bytes();
-    let authority_end = bytes
-        .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(bytes.len());
+    let authority = authority_marks(bytes);
+    let authority_end = authority.end;
     let path_end = bytes[authority_end..]
         .iter()
         .position(|&b| matches!(b, b'?' | b'#'))
@@ -660,17 +694,20 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
         Some(_) => (None, Some(&rest[path_end + 1..])),
         None => (None, None),
     };
-    let (authority, path) = (&rest[..authority_end], &rest[authority_end..path_end]);
-    // Byte scans rather than `rsplit_once`: an authority is a few bytes.
-    let last = |text: &str, byte: u8| text.bytes().rposition(|b| b == byte);
-    let host_port = last(authority, b'@').map_or(authority, |at| &authority[at + 1..]);
+    let path = &rest[authority_end..path_end];
+    let host_start = authority.last_at.map_or(0, |at| at + 1);
+    let host_port = &rest[host_start..authority_end];
     let (host, port) = if host_port.starts_with('[') {
         let close = host_port.find(']')?;
         let (host, after) = host_port.split_at(close + 1);
         (host, after.strip_prefix(':'))
     } else {
-        match last(host_port, b':') {
-            Some(colon) => (&host_port[..colon], Some(&host_port[colon + 1..])),
+        // The last `:` of the authority is the port's when it comes after the userinfo.
+        match authority.last_colon.filter(|&colon| colon >= host_start) {
+            Some(colon) => (
+                &rest[host_start..colon],
+                Some(&rest[colon + 1..authority_end]),
+            ),
             None => (host_port, None),
         }
     };
@@ -823,6 +860,26 @@ mod tests {
         let derived = one(&odd).event_id.unwrap();
         assert!(Uuid::parse(&derived).is_some(), "{derived}");
         assert_eq!(one(&odd).event_id.unwrap(), derived);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn authority_marks_are_found_as_separate_searches_find_them(
+            rest in "[a:@/?#\\[\\]1.]{0,24}",
+        ) {
+            let bytes = rest.as_bytes();
+            let end = bytes
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+                .unwrap_or(bytes.len());
+            let last = |byte: u8| bytes[..end].iter().rposition(|&b| b == byte);
+            let want = AuthorityMarks {
+                end,
+                last_at: last(b'@'),
+                last_colon: last(b':'),
+            };
+            proptest::prop_assert_eq!(authority_marks(bytes), want);
+        }
     }
 
     #[test]
