@@ -21,13 +21,11 @@ use crate::EnrichedEvent;
 /// Every member is written after a comma, and the comma before the first one then becomes the
 /// object's `{`: no member has to ask whether it is the first.
 pub fn write_json_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
+    thread_local! {
+        static DATES: RefCell<DateTimes> = RefCell::default();
+    }
     let start = out.len();
-    let mut writer = Atomic {
-        out,
-        dates: DateTimes::default(),
-    };
-    event.visit(&mut writer);
-    let Atomic { out, .. } = writer;
+    DATES.with_borrow_mut(|dates| event.visit(&mut Atomic { out, dates }));
     if let (Some(lat), Some(lon)) = (event.geo_latitude, event.geo_longitude) {
         key(out, "geo_location");
         out.push(b'"');
@@ -186,7 +184,7 @@ fn snake_case(name: &str, out: &mut Vec<u8>) {
 /// Writes the atomic fields; contexts and the unstruct event are flattened afterwards.
 struct Atomic<'o> {
     out: &'o mut Vec<u8>,
-    dates: DateTimes,
+    dates: &'o mut DateTimes,
 }
 
 /// Appends `,"name":` (the first member's comma becomes the `{`, see [`write_json_event`]).

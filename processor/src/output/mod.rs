@@ -42,44 +42,53 @@ const TWO_DIGITS: [[u8; 2]; 100] = {
     table
 };
 
-/// Writes timestamps as [`write_datetime`] does, remembering the date of the last one: the
-/// timestamps of an event (collector, device, derived, processing time) mostly fall on one day,
-/// whose date is then formatted once.
+/// Writes timestamps as [`write_datetime`] does, remembering the dates of the last two days
+/// written: the timestamps of an event mostly fall on two days (the processing time's, and the
+/// day the tracker sent it), whose dates are then formatted once. Kept from event to event by the
+/// writers (one per thread), so that the next events' dates are usually remembered too.
 #[derive(Debug, Default)]
 pub(crate) struct DateTimes {
-    /// The day since the epoch that `date` is, when its year has four digits.
-    day: Option<i64>,
-    /// `YYYY-MM-DD`.
-    date: [u8; 10],
+    /// A day since the epoch and its `YYYY-MM-DD`, the most recent first; only days whose
+    /// year has four digits.
+    days: [Option<(i64, [u8; 10])>; 2],
 }
 
 impl DateTimes {
     /// Appends `YYYY-MM-DD<sep>HH:MM:SS.mmm`.
     pub(crate) fn write(&mut self, ms: i64, sep: u8, out: &mut Vec<u8>) {
         let day = ms.div_euclid(86_400_000);
-        if self.day != Some(day) {
-            let (year, month, day_of_month) = civil_from_days(day);
-            let Some(year) = u32::try_from(year).ok().filter(|year| *year <= 9999) else {
-                return write_datetime(ms, sep, out);
-            };
-            for (at, value) in [
-                (0, year / 100),
-                (2, year % 100),
-                (5, month),
-                (8, day_of_month),
-            ] {
-                self.date[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
+        let date = match self.days {
+            [Some((known, date)), _] | [_, Some((known, date))] if known == day => date,
+            _ => {
+                let Some(date) = four_digit_date(day) else {
+                    return write_datetime(ms, sep, out);
+                };
+                self.days = [Some((day, date)), self.days[0]];
+                date
             }
-            self.date[4] = b'-';
-            self.date[7] = b'-';
-            self.day = Some(day);
-        }
+        };
         let mut text = *b"0000-00-00 00:00:00.000";
-        text[..10].copy_from_slice(&self.date);
+        text[..10].copy_from_slice(&date);
         text[10] = sep;
         write_time_of_day(ms.rem_euclid(86_400_000) as u32, &mut text);
         out.extend_from_slice(&text);
     }
+}
+
+/// `YYYY-MM-DD` of `day` since the epoch, when its year has four digits.
+fn four_digit_date(day: i64) -> Option<[u8; 10]> {
+    let (year, month, day_of_month) = civil_from_days(day);
+    let year = u32::try_from(year).ok().filter(|year| *year <= 9999)?;
+    let mut date = *b"0000-00-00";
+    for (at, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, month),
+        (8, day_of_month),
+    ] {
+        date[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
+    }
+    Some(date)
 }
 
 /// Fills `HH:MM:SS.mmm` of `YYYY-MM-DD HH:MM:SS.mmm` with the time `ms` after midnight.
@@ -153,6 +162,11 @@ mod tests {
             -1,
             253_402_300_800_000,
             1_700_000_000_123,
+            0,
+            1_700_006_400_000,
+            0,
+            1_700_000_000_123,
+            1_700_006_400_000,
         ] {
             let (mut remembered, mut fresh) = (Vec::new(), Vec::new());
             dates.write(ms, b'T', &mut remembered);

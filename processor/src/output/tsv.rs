@@ -3,6 +3,8 @@
 //! the unstruct event as self-describing JSON in their envelopes. Tabs, line breaks and other
 //! control characters in text become spaces, so a value can never split a column or a row.
 
+use std::cell::RefCell;
+
 use plowline_collector::tracker::SelfDescribing;
 
 use super::json::{write_f64, write_self_describing};
@@ -18,17 +20,22 @@ pub const UNSTRUCT_SCHEMA: &str =
 
 /// Appends `event` as one TSV row (no line break) to `out`.
 pub fn write_tsv_event(event: &EnrichedEvent, out: &mut Vec<u8>) {
-    event.visit(&mut Row {
-        out,
-        first: true,
-        dates: DateTimes::default(),
+    thread_local! {
+        static DATES: RefCell<DateTimes> = RefCell::default();
+    }
+    DATES.with_borrow_mut(|dates| {
+        event.visit(&mut Row {
+            out,
+            first: true,
+            dates,
+        })
     });
 }
 
 struct Row<'o> {
     out: &'o mut Vec<u8>,
     first: bool,
-    dates: DateTimes,
+    dates: &'o mut DateTimes,
 }
 
 impl Row<'_> {
