@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use plowline_collector::logformat::{Hit, LogFormat};
 use plowline_collector::tracker::{
-    parse_query, parse_tp2, Params, RawEvent, Tp2Error, Uuid, ViolationClass,
+    parse_query, parse_tp2, Params, RawEvent, SchemaKey, Tp2Error, Uuid, ViolationClass,
 };
 use plowline_collector::uid::Uid;
 use sha1::{Digest, Sha1};
@@ -465,7 +465,7 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Ve
             Cow::Owned(ue.schema.vendor.clone()),
             Cow::Owned(ue.schema.name.clone()),
             Cow::Owned(ue.schema.format.clone()),
-            Cow::Owned(ue.schema.version()),
+            Cow::Owned(schema_version(&ue.schema)),
         ),
         None => {
             let name = match raw.event.as_str() {
@@ -510,6 +510,22 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Ve
         e.refr_urlfragment = parts.fragment;
     }
     failures
+}
+
+/// The SchemaVer of `schema`, `M-R-A`, as [`SchemaKey::version`] writes it, with the numbers
+/// written directly rather than through the formatting machinery.
+fn schema_version(schema: &SchemaKey) -> String {
+    let mut version = String::with_capacity(16);
+    for (i, number) in [schema.model, schema.revision, schema.addition]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            version.push('-');
+        }
+        version.push_str(itoa::Buffer::new().format(number));
+    }
+    version
 }
 
 /// [`UrlParts`] as event fields: borrowed from the text the URL borrows from, else owned.
@@ -879,6 +895,17 @@ mod tests {
                 last_colon: last(b':'),
             };
             proptest::prop_assert_eq!(authority_marks(bytes), want);
+        }
+    }
+
+    #[test]
+    fn schema_versions_are_written_as_the_schema_key_writes_them() {
+        for uri in [
+            "iglu:com.acme/click/jsonschema/1-0-0",
+            "iglu:com.acme/click/jsonschema/12-10-300",
+        ] {
+            let key = SchemaKey::parse(uri).unwrap();
+            assert_eq!(schema_version(&key), key.version());
         }
     }
 
