@@ -188,22 +188,38 @@ struct Atomic<'o> {
 }
 
 /// Appends `,"name":` (the first member's comma becomes the `{`, see [`write_json_event`]).
-///
-/// Always inlined, like the visitor methods that call it: `EnrichedEvent::visit` passes each
-/// name as a constant, so the copies become a few moves instead of calls to `memcpy`.
 #[inline(always)]
 fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+    member_start(out, name, b"\":");
 }
 
 /// Appends `,"name":"`, the start of a member whose value is a string.
 #[inline(always)]
 fn key_and_quote(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":\"");
+    member_start(out, name, b"\":\"");
+}
+
+/// Appends `,"` then `name` then `end`, assembled in a small buffer and appended at once.
+///
+/// Always inlined, like the visitor methods that call it: `EnrichedEvent::visit` passes each
+/// name as a constant, so the buffer's contents and length are constants, and the whole is a
+/// few moves and one check of the output's capacity, where three appends would check it
+/// three times. A name too long for the buffer (none is) is appended piece by piece.
+#[inline(always)]
+fn member_start(out: &mut Vec<u8>, name: &str, end: &[u8]) {
+    const ROOM: usize = 32;
+    let len = 2 + name.len() + end.len();
+    if len > ROOM {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(end);
+        return;
+    }
+    let mut buf = [0u8; ROOM];
+    buf[..2].copy_from_slice(b",\"");
+    buf[2..2 + name.len()].copy_from_slice(name.as_bytes());
+    buf[2 + name.len()..len].copy_from_slice(end);
+    out.extend_from_slice(&buf[..len]);
 }
 
 impl FieldVisitor for Atomic<'_> {
