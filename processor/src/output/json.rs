@@ -358,16 +358,16 @@ pub fn write_str(text: &str, out: &mut Vec<u8>) {
 fn write_str_after_quote(text: &str, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
     if bytes.len() < WINDOW {
-        // A short text is checked in a copy padded with spaces, and that whole window is
-        // appended, then the padding cut off: a copy of fixed size, a few moves, where the
-        // text's own length would make it a call.
+        // A short text is checked in a copy padded with spaces, which then gets the closing
+        // quote after the text; that whole window is appended, then the padding cut off: a copy
+        // of fixed size, a few moves, where the text's own length would make it a call.
         let mut padded = [b' '; WINDOW];
         padded[..bytes.len()].copy_from_slice(bytes);
         if clean(&padded) {
-            let end = out.len() + bytes.len();
+            padded[bytes.len()] = b'"';
+            let end = out.len() + bytes.len() + 1;
             out.extend_from_slice(&padded);
             out.truncate(end);
-            out.push(b'"');
             return;
         }
     } else if long_needs_no_escape(bytes) {
