@@ -201,7 +201,9 @@ pub fn process_line_with(
         bad_rows.push(row);
         return;
     }
-    let hit = match ctx.format.parse(line).and_then(|record| record.hit()) {
+    // The hit is borrowed where it lies, in the result: a move out of it would copy it whole.
+    let parsed = ctx.format.parse(line).and_then(|record| record.hit());
+    let hit = match &parsed {
         Ok(hit) => hit,
         Err(error) => {
             let row = BadRow::format_violation(line, "nginx", &error.to_string(), now);
@@ -209,7 +211,7 @@ pub fn process_line_with(
             return;
         }
     };
-    let (protocol, payloads) = match tracker_payloads(&hit) {
+    let (protocol, payloads) = match tracker_payloads(hit) {
         Ok(found) => found,
         Err(error) => {
             let (version, field, value): (&str, &str, &[u8]) = match &error {
@@ -219,7 +221,7 @@ pub fn process_line_with(
                 }
             };
             let message = error.to_string();
-            let row = BadRow::adapter_failure(line, &hit, version, (field, value, &message), now);
+            let row = BadRow::adapter_failure(line, hit, version, (field, value, &message), now);
             bad_rows.push(row);
             return;
         }
@@ -227,14 +229,16 @@ pub fn process_line_with(
     if payloads.is_empty() {
         let message = "a payload_data document with at least one event";
         let body = hit.body.as_deref().unwrap_or_default();
-        let row = BadRow::adapter_failure(line, &hit, "tp2", ("body", body, message), now);
+        let row = BadRow::adapter_failure(line, hit, "tp2", ("body", body, message), now);
         bad_rows.push(row);
         return;
     }
     let version = protocol.as_str();
     for (index, params) in payloads.iter().enumerate() {
-        let mut event = from_hit(&hit, ctx);
-        match RawEvent::from_params(params) {
+        let mut event = from_hit(hit, ctx);
+        // The decoded event is worked on where it lies, in the result: a move out of it would
+        // copy it whole.
+        match &mut RawEvent::from_params(params) {
             Ok(raw) => {
                 let mut failures = fill_from_raw(&mut event, raw);
                 if event.event_id.is_none() {
@@ -245,7 +249,7 @@ pub fn process_line_with(
                     on_event(&event);
                 } else {
                     bad_rows.push(BadRow::enrichment_failures(
-                        &hit, version, params, &failures, &event, now,
+                        hit, version, params, &failures, &event, now,
                     ));
                 }
             }
@@ -259,7 +263,7 @@ pub fn process_line_with(
                                 .map_or_else(|| derived_event_id(line, index), |u| u.to_string()),
                         ));
                         BadRow::schema_violations(
-                            &hit,
+                            hit,
                             version,
                             params,
                             &rejected.violations,
@@ -268,7 +272,7 @@ pub fn process_line_with(
                         )
                     }
                     ViolationClass::TrackerProtocol => {
-                        BadRow::tracker_protocol(&hit, version, params, &rejected.violations, now)
+                        BadRow::tracker_protocol(hit, version, params, &rejected.violations, now)
                     }
                 };
                 bad_rows.push(row);
@@ -373,7 +377,7 @@ fn int(value: Option<u32>) -> Option<i32> {
 
 /// Fills the atomic fields from the decoded parameters and derives the rest (timestamps, URL
 /// components, event vendor/name). Returns failure messages (an unreadable page URL).
-fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, mut raw: RawEvent<'p>) -> Vec<String> {
+fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, raw: &mut RawEvent<'p>) -> Vec<String> {
     let mut failures = Vec::new();
     let e = event;
     e.event = Some(Cow::Borrowed(raw.event.as_str()));
