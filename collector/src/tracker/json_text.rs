@@ -392,8 +392,9 @@ pub(crate) fn is_number_byte(b: u8) -> bool {
 }
 
 /// The canonical text of the JSON number `literal`, `None` when it is not exactly one. Integers
-/// that fit 18 digits are already canonical; anything else (fractions, exponents, huge
-/// integers, `-0`) is read and written by `serde_json` itself.
+/// that fit 18 digits, and short decimals without trailing zeros or exponent, are already
+/// canonical; anything else (exponents, long fractions, huge integers, `-0`) is read and written
+/// by `serde_json` itself.
 pub(crate) fn canonical_number(literal: &str) -> Option<Cow<'_, str>> {
     let bytes = literal.as_bytes();
     let digits = |pos: usize| {
@@ -409,14 +410,16 @@ pub(crate) fn canonical_number(literal: &str) -> Option<Cow<'_, str>> {
     }
     pos += integer;
     let mut plain = true;
+    let mut fraction = 0;
     if bytes.get(pos) == Some(&b'.') {
-        let fraction = digits(pos + 1);
+        fraction = digits(pos + 1);
         if fraction == 0 {
             return None;
         }
         pos += 1 + fraction;
         plain = false;
     }
+    let fraction_end = pos;
     if let Some(b'e' | b'E') = bytes.get(pos) {
         pos += 1;
         if let Some(b'+' | b'-') = bytes.get(pos) {
@@ -432,7 +435,22 @@ pub(crate) fn canonical_number(literal: &str) -> Option<Cow<'_, str>> {
     if pos != bytes.len() {
         return None;
     }
+    let exponent = pos != fraction_end;
+    let short_decimal = || {
+        let fraction_digits = &bytes[fraction_end - fraction..fraction_end];
+        let leading_zeros = fraction_digits.iter().take_while(|&&b| b == b'0').count();
+        let integer_is_zero = integer == 1 && bytes[fraction_end - fraction - 2] == b'0';
+        integer + fraction <= 15
+            && fraction_digits.last() != Some(&b'0')
+            && (!integer_is_zero || leading_zeros <= 4)
+    };
     if plain && integer <= 18 && literal != "-0" {
+        Some(Cow::Borrowed(literal))
+    } else if !exponent && fraction > 0 && short_decimal() {
+        // A decimal of at most 15 significant digits, the last one not a zero, reads as the
+        // double nearest to it, whose shortest form is those same digits; `serde_json` writes
+        // them as they are unless the point is more than four zeros before the first digit
+        // (then in scientific notation). So it is already canonical.
         Some(Cow::Borrowed(literal))
     } else {
         let number: serde_json::Number = serde_json::from_str(literal).ok()?;
@@ -600,6 +618,24 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #[test]
+        fn sparse_decimals_are_written_as_serde_json_writes_them(
+            literal in "-?0\\.0{0,8}[1-9]{1,3}0?|-?[1-9]{1,9}\\.[0-9]{0,7}[1-9]",
+        ) {
+            let number: serde_json::Number = serde_json::from_str(&literal).unwrap();
+            let canonical = canonical_number(&literal).map(Cow::into_owned);
+            prop_assert_eq!(canonical, Some(number.to_string()));
+        }
+
+        #[test]
+        fn decimals_are_written_as_serde_json_writes_them(
+            literal in "-?(0|[1-9][0-9]{0,9})\\.[0-9]{1,12}([eE][+-]?[0-9]{1,2})?",
+        ) {
+            let number: serde_json::Number = serde_json::from_str(&literal).unwrap();
+            let canonical = canonical_number(&literal).map(Cow::into_owned);
+            prop_assert_eq!(canonical, Some(number.to_string()));
+        }
+
         #[test]
         fn string_stop_finds_the_first_quote_backslash_or_control(
             plain in "[a-zA-Z0-9 #~\u{7f}é東]{0,40}",
