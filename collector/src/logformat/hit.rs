@@ -103,7 +103,7 @@ pub struct Hit<'a> {
 impl Hit<'_> {
     /// The path part of [`uri`](Self::uri), before any `?`.
     pub fn path(&self) -> &[u8] {
-        match memchr(b'?', &self.uri) {
+        match self.question_mark() {
             Some(i) => &self.uri[..i],
             None => &self.uri,
         }
@@ -111,7 +111,13 @@ impl Hit<'_> {
 
     /// The query string of [`uri`](Self::uri), after the first `?`.
     pub fn query(&self) -> Option<&[u8]> {
-        memchr(b'?', &self.uri).map(|i| &self.uri[i + 1..])
+        self.question_mark().map(|i| &self.uri[i + 1..])
+    }
+
+    /// Where the first `?` of [`uri`](Self::uri) is. A plain scan, which stops at the end of
+    /// the path: a tracker's path is a few bytes, shorter than the set-up of a search call.
+    fn question_mark(&self) -> Option<usize> {
+        self.uri.iter().position(|&b| b == b'?')
     }
 }
 
@@ -258,7 +264,8 @@ fn number(digits: &[u8]) -> Option<i64> {
 /// `msec = 1*DIGIT [ "." 1*DIGIT ]`: seconds since the epoch, nginx writes three decimals
 /// (`1700000000.123`); further decimals are truncated.
 fn parse_msec(v: &[u8]) -> Option<i64> {
-    let (secs, frac) = match memchr(b'.', v) {
+    // A plain scan: `$msec` is a few bytes, shorter than the set-up of a search call.
+    let (secs, frac) = match v.iter().position(|&b| b == b'.') {
         Some(i) => (&v[..i], Some(&v[i + 1..])),
         None => (v, None),
     };
