@@ -692,6 +692,17 @@ fn authority_marks(rest: &[u8]) -> AuthorityMarks {
     marks
 }
 
+/// The index of the first `needle` in `haystack`: a plain scan when it is short, where the
+/// set-up of a search call would cost more than the scan, else a search call.
+fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    if haystack.len() <= SHORT {
+        haystack.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, haystack)
+    }
+}
+
 /// Splits `scheme://[userinfo@]host[:port][/path][?query][#fragment]`. `None` without a scheme
 /// (`[A-Za-z][A-Za-z0-9+.-]*`), without a host, or with a port that is not a number up to 65535.
 pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
@@ -706,7 +717,8 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
         return None;
     }
     // The authority ends at the first `/`, `?` or `#`, the path at the next `?` or `#` (both
-    // short: a plain scan); only the query, often the longest part, is searched for its `#`.
+    // short: a plain scan); the query, often the longest part, is searched for its `#` when it
+    // is long (see `find_byte`).
     let bytes = rest.as_bytes();
     let authority = authority_marks(bytes);
     let authority_end = authority.end;
@@ -717,7 +729,7 @@ pub fn parse_url<'a>(url: &'a str) -> Option<UrlParts<'a>> {
     let (query, fragment) = match bytes.get(path_end) {
         Some(b'?') => {
             let after = &rest[path_end + 1..];
-            match memchr::memchr(b'#', after.as_bytes()) {
+            match find_byte(b'#', after.as_bytes()) {
                 Some(i) => (Some(&after[..i]), Some(&after[i + 1..])),
                 None => (Some(after), None),
             }
@@ -914,6 +926,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn a_byte_is_found_as_a_search_finds_it(haystack in "[a#]{0,80}") {
+            let haystack = haystack.as_bytes();
+            proptest::prop_assert_eq!(
+                find_byte(b'#', haystack),
+                memchr::memchr(b'#', haystack)
+            );
+        }
+
         #[test]
         fn the_first_public_address_is_found_as_by_splitting(xff in "[0-9a-f.:, ]{0,40}") {
             let by_splitting = xff
