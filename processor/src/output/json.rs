@@ -235,8 +235,7 @@ impl FieldVisitor for Atomic<'_> {
     fn int(&mut self, name: &'static str, value: Option<i32>) {
         if let Some(value) = value {
             key(self.out, name);
-            self.out
-                .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+            write_int(value, self.out);
         }
     }
 
@@ -279,6 +278,25 @@ impl FieldVisitor for Atomic<'_> {
 pub fn write_iso8601(ms: i64, out: &mut Vec<u8>) {
     super::write_datetime(ms, b'T', out);
     out.push(b'Z');
+}
+
+/// Appends `value` in decimal, as `itoa` writes it. One from 0 to 9999 (most: sizes, ports,
+/// counts) is written from its four digits without a branch: they are shifted to the start of
+/// a word, which is appended whole, and the output cut back to the number's end (an append of
+/// a constant size, where the number's own length would make it a call).
+#[inline(always)]
+fn write_int(value: i32, out: &mut Vec<u8>) {
+    match u16::try_from(value) {
+        Ok(n) if n < 10_000 => {
+            let len = 1 + usize::from(n >= 10) + usize::from(n >= 100) + usize::from(n >= 1000);
+            let digits = [n / 1000, n / 100 % 10, n / 10 % 10, n % 10].map(|d| b'0' + d as u8);
+            let word = u32::from_le_bytes(digits) >> (8 * (4 - len));
+            let end = out.len() + len;
+            out.extend_from_slice(&word.to_le_bytes());
+            out.truncate(end);
+        }
+        _ => out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()),
+    }
 }
 
 /// Appends a finite `f64` in its shortest round-trip form, integers without a fraction.
@@ -534,6 +552,16 @@ mod tests {
         assert_eq!(snake("HTMLPage"), "html_page");
         assert_eq!(snake("page2View"), "page2_view");
         assert_eq!(snake("link-click"), "link_click");
+    }
+
+    #[test]
+    fn integers_are_written_as_itoa_writes_them() {
+        let values = (-1100..=11_000).chain([i32::MIN, -65_536, 65_535, 65_536, i32::MAX]);
+        for value in values {
+            let mut out = b"x".to_vec();
+            write_int(value, &mut out);
+            assert_eq!(out, format!("x{value}").into_bytes());
+        }
     }
 
     #[test]
