@@ -195,8 +195,21 @@ fn split_once_byte(text: &str, sep: u8) -> Option<(&str, &str)> {
 /// else, or past `u64::MAX`. One pass, where checking the digits and then calling `str::parse`
 /// read the text twice (these are short: a pass's fixed cost is most of it).
 fn digits_value(text: &str) -> Option<u64> {
+    /// Nineteen digits stay below `u64::MAX`.
+    const NO_OVERFLOW: usize = 19;
     if text.is_empty() {
         return None;
+    }
+    if text.len() <= NO_OVERFLOW {
+        // No overflow to check, and whether every byte was a digit checked once at the end:
+        // no branch per digit.
+        let (n, all_digits) = text.bytes().fold((0u64, true), |(n, all_digits), b| {
+            let digit = b.wrapping_sub(b'0');
+            // Wraps only when a byte is no digit, and then the value is not used.
+            let n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
+            (n, all_digits & (digit <= 9))
+        });
+        return all_digits.then_some(n);
     }
     text.bytes().try_fold(0u64, |n, b| {
         let digit = b.wrapping_sub(b'0');
@@ -240,6 +253,18 @@ mod tests {
             "0bd0c5f0-6d1e-4fca-8f31-4bdcb6c2c1\u{e9}",
         ] {
             assert_eq!(Uuid::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn digits_read_as_the_standard_parser_reads_them(text in "[0-9]{0,24}|[0-9+a/: -]{0,8}") {
+            let standard = text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u64>().ok())
+                .flatten();
+            proptest::prop_assert_eq!(digits_value(&text), standard);
         }
     }
 
