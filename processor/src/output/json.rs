@@ -253,10 +253,11 @@ impl FieldVisitor for Atomic<'_> {
 
     #[inline(always)]
     fn boolean(&mut self, name: &'static str, value: Option<bool>) {
-        if let Some(value) = value {
-            key(self.out, name);
-            self.out
-                .extend_from_slice(if value { b"true" } else { b"false" });
+        // The value goes in the buffer with the member's start: one constant append either way.
+        match value {
+            Some(true) => member_start(self.out, name, b"\":true"),
+            Some(false) => member_start(self.out, name, b"\":false"),
+            None => {}
         }
     }
 
