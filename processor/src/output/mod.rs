@@ -79,6 +79,11 @@ impl DateTimes {
 fn four_digit_date(day: i64) -> Option<[u8; 10]> {
     let (year, month, day_of_month) = civil_from_days(day);
     let year = u32::try_from(year).ok().filter(|year| *year <= 9999)?;
+    Some(date_text(year, month, day_of_month))
+}
+
+/// `YYYY-MM-DD`, two digits at a time, of a year below 10,000.
+fn date_text(year: u32, month: u32, day_of_month: u32) -> [u8; 10] {
     let mut date = *b"0000-00-00";
     for (at, value) in [
         (0, year / 100),
@@ -88,7 +93,7 @@ fn four_digit_date(day: i64) -> Option<[u8; 10]> {
     ] {
         date[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
     }
-    Some(date)
+    date
 }
 
 /// Fills `HH:MM:SS.mmm` of `YYYY-MM-DD HH:MM:SS.mmm` with the time `ms` after midnight.
@@ -111,15 +116,7 @@ pub(crate) fn write_datetime(ms: i64, sep: u8, out: &mut Vec<u8>) {
     let mut text = *b"0000-00-00 00:00:00.000";
     text[10] = sep;
     let four_digit_year = u32::try_from(year).ok().filter(|year| *year <= 9999);
-    let year_digits = four_digit_year.unwrap_or(0);
-    for (at, value) in [
-        (0, year_digits / 100),
-        (2, year_digits % 100),
-        (5, month),
-        (8, day),
-    ] {
-        text[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize]);
-    }
+    text[..10].copy_from_slice(&date_text(four_digit_year.unwrap_or(0), month, day));
     write_time_of_day(ms.rem_euclid(86_400_000) as u32, &mut text);
     if four_digit_year.is_some() {
         out.extend_from_slice(&text);
