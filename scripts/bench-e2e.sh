@@ -47,7 +47,7 @@ fi
 
 note "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 if [[ -n ${services:-} ]]; then
-    note "ClickHouse data in $services ($(stat -f -c %T "$services"))"
+    note "ClickHouse data in $services ($(df --output=fstype "$services" | tail -1))"
 fi
 note "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 note "running tests/e2e.rs at ${RATE} hits/s for ${SECONDS_} s (release binaries)"
