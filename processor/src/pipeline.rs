@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use plowline_collector::logformat::{Hit, LogFormat};
 use plowline_collector::tracker::{
-    parse_query, parse_tp2, Params, RawEvent, SchemaKey, Tp2Error, Uuid, ViolationClass,
+    parse_query, parse_tp2, Params, RawEvent, Tp2Error, Uuid, ViolationClass,
 };
 use plowline_collector::uid::Uid;
 use sha1::{Digest, Sha1};
@@ -480,7 +480,7 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, raw: &mut RawEvent<'p>) -> V
             Cow::Owned(ue.schema.vendor.clone()),
             Cow::Owned(ue.schema.name.clone()),
             Cow::Owned(ue.schema.format.clone()),
-            Cow::Owned(schema_version(&ue.schema)),
+            Cow::Owned(ue.schema.version()),
         ),
         None => {
             let name = match raw.event.as_str() {
@@ -525,22 +525,6 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, raw: &mut RawEvent<'p>) -> V
         e.refr_urlfragment = parts.fragment;
     }
     failures
-}
-
-/// The SchemaVer of `schema`, `M-R-A`, as [`SchemaKey::version`] writes it, with the numbers
-/// written directly rather than through the formatting machinery.
-fn schema_version(schema: &SchemaKey) -> String {
-    let mut version = String::with_capacity(16);
-    for (i, number) in [schema.model, schema.revision, schema.addition]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            version.push('-');
-        }
-        version.push_str(itoa::Buffer::new().format(number));
-    }
-    version
 }
 
 /// [`UrlParts`] as event fields: borrowed from the text the URL borrows from, else owned.
@@ -942,17 +926,6 @@ mod tests {
                 .map(str::trim)
                 .find(|entry| entry.parse::<IpAddr>().is_ok_and(is_public));
             proptest::prop_assert_eq!(first_public_address(&xff), by_splitting);
-        }
-    }
-
-    #[test]
-    fn schema_versions_are_written_as_the_schema_key_writes_them() {
-        for uri in [
-            "iglu:com.acme/click/jsonschema/1-0-0",
-            "iglu:com.acme/click/jsonschema/12-10-300",
-        ] {
-            let key = SchemaKey::parse(uri).unwrap();
-            assert_eq!(schema_version(&key), key.version());
         }
     }
 

@@ -148,9 +148,21 @@ impl SchemaKey {
         })
     }
 
-    /// The SchemaVer, `M-R-A`.
+    /// The SchemaVer, `M-R-A`. The numbers are written directly rather than through the
+    /// formatting machinery: the processor asks for it for every self-describing event.
+    #[inline]
     pub fn version(&self) -> String {
-        format!("{}-{}-{}", self.model, self.revision, self.addition)
+        let mut version = String::with_capacity(16);
+        for (i, number) in [self.model, self.revision, self.addition]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                version.push('-');
+            }
+            version.push_str(itoa::Buffer::new().format(number));
+        }
+        version
     }
 
     /// Whether this key matches the criterion `vendor/name/format/model-*-*`.
@@ -617,6 +629,8 @@ mod tests {
         assert_eq!(key.format, "jsonschema");
         assert_eq!((key.model, key.revision, key.addition), (12, 0, 3));
         assert_eq!(key.version(), "12-0-3");
+        let wide = SchemaKey::parse("iglu:com.acme/click/jsonschema/100-10-4294967295").unwrap();
+        assert_eq!(wide.version(), "100-10-4294967295");
         assert_eq!(
             key.to_string(),
             "iglu:com.acme-inc/product_Entity/jsonschema/12-0-3"
