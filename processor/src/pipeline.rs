@@ -503,12 +503,14 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, raw: &mut RawEvent<'p>) -> V
     if let Some(url) = &e.page_url {
         match UrlFields::of(url) {
             Some(parts) => {
-                e.page_urlscheme = Some(parts.scheme);
-                e.page_urlhost = Some(parts.host);
-                e.page_urlport = parts.port;
-                e.page_urlpath = parts.path;
-                e.page_urlquery = parts.query;
-                e.page_urlfragment = parts.fragment;
+                (
+                    e.page_urlscheme,
+                    e.page_urlhost,
+                    e.page_urlport,
+                    e.page_urlpath,
+                    e.page_urlquery,
+                    e.page_urlfragment,
+                ) = parts.into_fields();
             }
             None => failures.push(format!(
                 "page_url {:?} is not a URL with a scheme and a host",
@@ -517,12 +519,14 @@ fn fill_from_raw<'p>(event: &mut EnrichedEvent<'p>, raw: &mut RawEvent<'p>) -> V
         }
     }
     if let Some(parts) = e.page_referrer.as_ref().and_then(UrlFields::of) {
-        e.refr_urlscheme = Some(parts.scheme);
-        e.refr_urlhost = Some(parts.host);
-        e.refr_urlport = parts.port;
-        e.refr_urlpath = parts.path;
-        e.refr_urlquery = parts.query;
-        e.refr_urlfragment = parts.fragment;
+        (
+            e.refr_urlscheme,
+            e.refr_urlhost,
+            e.refr_urlport,
+            e.refr_urlpath,
+            e.refr_urlquery,
+            e.refr_urlfragment,
+        ) = parts.into_fields();
     }
     failures
 }
@@ -557,7 +561,31 @@ impl<'p> UrlFields<'p> {
             fragment: parts.fragment.map(&text),
         }
     }
+
+    /// The six event fields of a URL, in the order the event has them (`…urlscheme`, `…urlhost`,
+    /// `…urlport`, `…urlpath`, `…urlquery`, `…urlfragment`), for `page_url` and `page_referrer`
+    /// alike.
+    fn into_fields(self) -> UrlFieldValues<'p> {
+        (
+            Some(self.scheme),
+            Some(self.host),
+            self.port,
+            self.path,
+            self.query,
+            self.fragment,
+        )
+    }
 }
+
+/// What [`UrlFields::into_fields`] gives.
+type UrlFieldValues<'p> = (
+    Option<Cow<'p, str>>,
+    Option<Cow<'p, str>>,
+    Option<i32>,
+    Option<Cow<'p, str>>,
+    Option<Cow<'p, str>>,
+    Option<Cow<'p, str>>,
+);
 
 /// A UUID field: the tracker's text when it is already canonical (no copy), else the UUID
 /// formatted.
